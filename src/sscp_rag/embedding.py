@@ -37,6 +37,15 @@ def resolve_model_path(model_name: str) -> Path:
     return path
 
 
+def _quiet_transformers() -> None:
+    """Silence transformers' loading bars and its long-input warning: the splitter measures
+    whole documents with the tokenizer on purpose, and chunks never exceed the model's limit."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 class Embedder:
     """Encodes texts into L2-normalised float32 vectors (cosine = inner product)."""
 
@@ -52,6 +61,7 @@ class Embedder:
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
+            _quiet_transformers()
             self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
         return self._tokenizer
 
@@ -66,6 +76,7 @@ class Embedder:
             import torch
             from sentence_transformers import SentenceTransformer
 
+            _quiet_transformers()
             torch.set_num_threads(max(1, os.cpu_count() or 1))
             self._model = SentenceTransformer(str(self.model_path), device="cpu")
         return self._model

@@ -421,6 +421,7 @@ class Index:
             )
         self._embedder: Embedder | None = None
         self.by_file = {d.meta.file: d for d in self.docs.values()}
+        self.row_of = {c.id: i for i, c in enumerate(self.chunks)}
 
     @property
     def embedder(self) -> Embedder:
@@ -473,3 +474,18 @@ def load_index(settings: Settings, check: Callable[[dict], None] | None = None) 
     if check:
         check(manifest)
     return Index(settings, manifest, data_dir)
+
+
+def corpus_changes(settings: Settings, manifest: dict[str, Any]) -> str:
+    """A short description of how the corpus differs from what the index holds ('' if not)."""
+    corpus = Path(settings.corpus_dir)
+    if not corpus.is_dir() or Path(manifest.get("corpus_dir", "")).resolve() != corpus.resolve():
+        return ""
+    indexed = {**{f: v["sha256"] for f, v in manifest.get("files", {}).items()},
+               **{s["file"]: s.get("sha256") for s in manifest.get("skipped", [])}}
+    current = {f.rel: f.sha256 for f in list_pdfs(corpus)}
+    added = len(set(current) - set(indexed))
+    removed = len(set(indexed) - set(current))
+    changed = sum(1 for f in set(current) & set(indexed) if indexed[f] and current[f] != indexed[f])
+    parts = [f"{n} {w}" for n, w in ((added, "added"), (changed, "changed"), (removed, "removed")) if n]
+    return ", ".join(parts)

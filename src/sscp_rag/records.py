@@ -114,6 +114,8 @@ class Hit:
     themes: tuple[str, ...] = ()
     chunk_ids: tuple[str, ...] = ()  # every chunk merged into this hit
     rank: int = 0
+    char_start: int = 0  # offsets of ``text`` in the document's cleaned text
+    char_end: int = 0
 
     @property
     def citation(self) -> str:

@@ -298,8 +298,8 @@ def _to_hits(index: Index, query: str, order: Sequence[int], fused: dict[int, fl
         chunks: list[Chunk] = [index.chunks[j] for j in sorted(g, key=lambda j: index.chunks[j].seq)]
         info = index.docs[chunks[0].doc_id]
         start, end = chunks[0].char_start, max(c.char_end for c in chunks)
-        text = info.text.text[start:end] if len(chunks) > 1 else chunks[0].text
-        p0, p1 = info.text.span(start, end) if len(chunks) > 1 else (chunks[0].page_start, chunks[0].page_end)
+        text = info.text.text[start:end]
+        p0, p1 = info.text.span(start, end)
         best = g[0]
         meta = info.meta
         hits.append(
@@ -312,6 +312,8 @@ def _to_hits(index: Index, query: str, order: Sequence[int], fused: dict[int, fl
                 matched_terms=matched_terms(query, text),
                 themes=tuple(t for t in THEME_IDS if any(t in c.themes for c in chunks)),
                 chunk_ids=tuple(c.id for c in chunks),
+                char_start=start,
+                char_end=end,
             )
         )
     return hits

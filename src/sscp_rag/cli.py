@@ -1,0 +1,261 @@
+"""The ``sscp-rag`` command line: a thin layer that parses options, calls the library and prints.
+
+Errors from the library become one plain line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from sscp_rag import __version__
+from sscp_rag.errors import SscpRagError
+from sscp_rag.settings import Settings
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    base: Settings = ctx.obj
+    return base.with_overrides(**overrides)
+
+
+def corpus_index_options(f: Callable) -> Callable:
+    f = click.option("--index", "index_dir", type=click.Path(path_type=Path),
+                     help="Index folder [default: index, or SSCP_RAG_INDEX_DIR].")(f)
+    f = click.option("--corpus", "corpus_dir", type=click.Path(path_type=Path),
+                     help="Corpus folder of PDFs [default: corpus/demo, or SSCP_RAG_CORPUS_DIR].")(f)
+    return f
+
+
+def filter_options(f: Callable) -> Callable:
+    f = click.option("--report", "reports", multiple=True, help="Only this report (file, short title or "
+                     "pseudonym). Repeatable.")(f)
+    f = click.option("--year-to", type=int, help="Only reports published in or before this year.")(f)
+    f = click.option("--year-from", type=int, help="Only reports published in or after this year.")(f)
+    f = click.option("--theme", "themes", multiple=True, help="Only passages tagged with this theme "
+                     "(id or alias, e.g. neglect, 'toxic trio'). Repeatable.")(f)
+    f = click.option("--type", "types", multiple=True, help="Only this review type (SCR, LCSPR, thematic, "
+                     "SUDI, DHR, '7-minute briefing', good-practice, infographic, other). Repeatable.")(f)
+    return f
+
+
+def _filters(types, themes, year_from, year_to, reports):
+    from sscp_rag.retrieval import Filters
+
+    return Filters(tuple(types), year_from, year_to, tuple(themes), tuple(reports))
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _load(settings: Settings):
+    from sscp_rag.index import corpus_changes, load_index
+
+    index = load_index(settings)
+    changed = corpus_changes(settings, index.manifest)
+    if changed:
+        click.echo(f"warning: the corpus has changed since the index was built ({changed}); "
+                   "run: sscp-rag ingest", err=True)
+    return index
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="sscp-rag")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Search and page-cited answers over child safeguarding review documents.
+
+    Typical use: `sscp-rag ingest` once (and after adding PDFs), then `sscp-rag ask "..."` or
+    `sscp-rag search "..."`. Every setting can also be set as an environment variable
+    SSCP_RAG_<NAME>; `sscp-rag settings` lists them.
+    """
+    ctx.obj = Settings.from_env()
+
+
+@cli.command()
+@corpus_index_options
+@click.option("--strict", is_flag=True, help="Fail (exit 1) if any file is skipped.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def ingest(ctx, corpus_dir, index_dir, strict, quiet, as_json):
+    """Build or update the index from the corpus PDFs (incremental and atomic).
+
+    Unchanged files are not re-read or re-embedded; changed files are replaced; removed files are
+    dropped. Unreadable files (encrypted, corrupt, empty, not a PDF, no text layer) are skipped with
+    a reason. Exits non-zero only when nothing could be ingested, or with --strict.
+    """
+    from sscp_rag.index import build_index
+
+    s = _settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir)
+    summary = build_index(s, progress=not quiet and not as_json)
+    if as_json:
+        _echo_json(summary.as_dict())
+        return
+    d = summary.as_dict()
+    if summary.up_to_date:
+        click.echo(f"Index {s.index_dir} is up to date with {s.corpus_dir}: {d['documents']} documents, "
+                   f"{d['pages']} pages, {d['chunks']} chunks ({d['seconds']:.1f} s).")
+    else:
+        click.echo(f"Indexed {s.corpus_dir} into {s.index_dir}")
+        click.echo(f"  files {d['files']} · documents {d['documents']} · pages {d['pages']} · chunks {d['chunks']}")
+        click.echo(f"  read {d['ingested']} file(s), reused {d['reused']} unchanged, removed {len(d['removed'])}, "
+                   f"embedded {d['embedded']} chunk(s)")
+        click.echo(f"  {d['seconds']:.1f} s · {d['pages_per_second']:.1f} pages/s read")
+    if summary.skipped:
+        click.echo(f"Skipped {len(summary.skipped)} file(s):")
+        for f, reason in summary.skipped:
+            click.echo(f"  {f}: {reason}")
+
+
+def _print_hit(h, width: int = 500) -> None:
+    from sscp_rag.export import clip
+
+    head = f"{h.rank}. {h.citation}"
+    if h.heading:
+        head += f" — {h.heading}"
+    click.echo(click.style(head, bold=True) + f"  [{h.type}, {h.year or 'n.d.'}; score {h.score:.4f}]")
+    click.echo("   " + clip(h.text, width))
+    if h.matched_terms:
+        click.echo("   matched: " + ", ".join(h.matched_terms[:12]))
+    click.echo("")
+
+
+@cli.command("search")
+@click.argument("query")
+@corpus_index_options
+@filter_options
+@click.option("-k", "--k", "k", type=int, help="How many hits [default: 10].")
+@click.option("--per-report", type=int, help="At most this many hits from one report.")
+@click.option("--mode", type=click.Choice(["hybrid", "dense", "bm25"]), help="Retriever [default: hybrid].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/json.md).")
+@click.pass_context
+def search_cmd(ctx, query, corpus_dir, index_dir, types, themes, year_from, year_to, reports, k, per_report,
+               mode, as_json):
+    """Ranked passages for QUERY, with report, pages and scores."""
+    from sscp_rag.export import search_to_dict
+    from sscp_rag.retrieval import search
+
+    s = _settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir, max_hits_per_report=per_report,
+                  retrieval_mode=mode)
+    if not query.strip():
+        raise SscpRagError("the query is empty; type some words to search for")
+    index = _load(s)
+    filters = _filters(types, themes, year_from, year_to, reports)
+    hits = search(index, query, k=k, filters=filters)
+    if as_json:
+        _echo_json(search_to_dict(query, filters.__dict__, hits))
+        return
+    if not hits:
+        click.echo("No passages match (check the filters).")
+    for h in hits:
+        _print_hit(h)
+
+
+@cli.command()
+@click.argument("question")
+@corpus_index_options
+@filter_options
+@click.option("--history", "history", multiple=True, help="An earlier question of the conversation, for "
+              "follow-ups (repeatable, oldest first).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/json.md).")
+@click.pass_context
+def ask(ctx, question, corpus_dir, index_dir, types, themes, year_from, year_to, reports, history, as_json):
+    """A short answer to QUESTION, quoting the reports and citing report and page."""
+    from sscp_rag.answer import answer
+    from sscp_rag.export import answer_to_dict, clip, source_line
+
+    s = _settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir)
+    if not question.strip():
+        raise SscpRagError("the question is empty; type a question about the reviews")
+    index = _load(s)
+    a = answer(index, question, filters=_filters(types, themes, year_from, year_to, reports), history=history)
+    if as_json:
+        _echo_json(answer_to_dict(a))
+        return
+    if a.standalone_query != a.question:
+        click.echo(f"(understood as: {a.standalone_query})\n")
+    click.echo(a.message)
+    if a.abstained:
+        click.echo("\nPossibly related:")
+        for h in a.related:
+            click.echo(f"  - {h.citation}: {clip(h.text, 240)}")
+        return
+    if a.synthesis:
+        click.echo("\nSummary (generated, checked against the sources):\n" + a.synthesis)
+    for note in a.synthesis_notes:
+        click.echo(f"note: {note}", err=True)
+    for sec in a.sections:
+        click.echo("\n" + click.style(sec.short_title, bold=True))
+        for q in sec.quotes:
+            click.echo(f"  \u201c{q.text}\u201d [{q.source}]")
+    click.echo("\nSources:")
+    for src in a.sources:
+        click.echo("  " + source_line(src))
+
+
+@cli.command("reports")
+@corpus_index_options
+@click.option("--theme", help="Only reports tagged with this theme (most passages first).")
+@click.option("--type", "rtype", help="Only this review type.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/json.md).")
+@click.pass_context
+def reports_cmd(ctx, corpus_dir, index_dir, theme, rtype, as_json):
+    """The indexed reports with type, year, pages and themes."""
+    from sscp_rag.retrieval import reports
+
+    s = _settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir)
+    index = _load(s)
+    rows = reports(index, theme=theme, rtype=rtype)
+    if as_json:
+        _echo_json({"version": 1, "reports": rows})
+        return
+    if not rows:
+        click.echo("No indexed reports match.")
+    for r in rows:
+        themes = ", ".join(f"{t} ({r['theme_counts'].get(t, 0)})" for t in r["themes"])
+        flag = " [fictional]" if r["fictional"] else ""
+        click.echo(click.style(r["short_title"], bold=True) + f" — {r['type']}, {r['year'] or 'n.d.'}, "
+                   f"{r['pages']} pages{flag}\n  {r['file']}: {r['title']}\n  themes: {themes or '-'}")
+
+
+@cli.command("settings")
+def settings_cmd():
+    """Every setting with its default and environment variable."""
+    from sscp_rag.settings import ENV_PREFIX
+
+    for name, help_, default in Settings.describe():
+        click.echo(f"{ENV_PREFIX}{name.upper()} (default {default!s}):\n    {help_}")
+
+
+def main() -> None:
+    """Entry point: run the CLI and turn errors into plain messages."""
+    try:
+        cli(standalone_mode=False, prog_name="sscp-rag")
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except SscpRagError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("Interrupted; the previous index is unchanged.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+        if os.environ.get("SSCP_RAG_DEBUG"):
+            raise
+        click.echo(f"unexpected error: {type(exc).__name__}: {exc} (set SSCP_RAG_DEBUG=1 for details)",
+                   err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
