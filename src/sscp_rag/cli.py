@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -24,22 +25,40 @@ def _settings(ctx: click.Context, **overrides: Any) -> Settings:
 
 
 def corpus_index_options(f: Callable) -> Callable:
-    f = click.option("--index", "index_dir", type=click.Path(path_type=Path),
-                     help="Index folder [default: index, or SSCP_RAG_INDEX_DIR].")(f)
-    f = click.option("--corpus", "corpus_dir", type=click.Path(path_type=Path),
-                     help="Corpus folder of PDFs [default: corpus/demo, or SSCP_RAG_CORPUS_DIR].")(f)
+    f = click.option(
+        "--index",
+        "index_dir",
+        type=click.Path(path_type=Path),
+        help="Index folder [default: index, or SSCP_RAG_INDEX_DIR].",
+    )(f)
+    f = click.option(
+        "--corpus",
+        "corpus_dir",
+        type=click.Path(path_type=Path),
+        help="Corpus folder of PDFs [default: corpus/demo, or SSCP_RAG_CORPUS_DIR].",
+    )(f)
     return f
 
 
 def filter_options(f: Callable) -> Callable:
-    f = click.option("--report", "reports", multiple=True, help="Only this report (file, short title or "
-                     "pseudonym). Repeatable.")(f)
+    f = click.option(
+        "--report", "reports", multiple=True, help="Only this report (file, short title or pseudonym). Repeatable."
+    )(f)
     f = click.option("--year-to", type=int, help="Only reports published in or before this year.")(f)
     f = click.option("--year-from", type=int, help="Only reports published in or after this year.")(f)
-    f = click.option("--theme", "themes", multiple=True, help="Only passages tagged with this theme "
-                     "(id or alias, e.g. neglect, 'toxic trio'). Repeatable.")(f)
-    f = click.option("--type", "types", multiple=True, help="Only this review type (SCR, LCSPR, thematic, "
-                     "SUDI, DHR, '7-minute briefing', good-practice, infographic, other). Repeatable.")(f)
+    f = click.option(
+        "--theme",
+        "themes",
+        multiple=True,
+        help="Only passages tagged with this theme (id or alias, e.g. neglect, 'toxic trio'). Repeatable.",
+    )(f)
+    f = click.option(
+        "--type",
+        "types",
+        multiple=True,
+        help="Only this review type (SCR, LCSPR, thematic, "
+        "SUDI, DHR, '7-minute briefing', good-practice, infographic, other). Repeatable.",
+    )(f)
     return f
 
 
@@ -59,8 +78,9 @@ def _load(settings: Settings):
     index = load_index(settings)
     changed = corpus_changes(settings, index.manifest)
     if changed:
-        click.echo(f"warning: the corpus has changed since the index was built ({changed}); "
-                   "run: sscp-rag ingest", err=True)
+        click.echo(
+            f"warning: the corpus has changed since the index was built ({changed}); run: sscp-rag ingest", err=True
+        )
     return index
 
 
@@ -99,13 +119,17 @@ def ingest(ctx, corpus_dir, index_dir, strict, quiet, as_json):
         return
     d = summary.as_dict()
     if summary.up_to_date:
-        click.echo(f"Index {s.index_dir} is up to date with {s.corpus_dir}: {d['documents']} documents, "
-                   f"{d['pages']} pages, {d['chunks']} chunks ({d['seconds']:.1f} s).")
+        click.echo(
+            f"Index {s.index_dir} is up to date with {s.corpus_dir}: {d['documents']} documents, "
+            f"{d['pages']} pages, {d['chunks']} chunks ({d['seconds']:.1f} s)."
+        )
     else:
         click.echo(f"Indexed {s.corpus_dir} into {s.index_dir}")
         click.echo(f"  files {d['files']} · documents {d['documents']} · pages {d['pages']} · chunks {d['chunks']}")
-        click.echo(f"  read {d['ingested']} file(s), reused {d['reused']} unchanged, removed {len(d['removed'])}, "
-                   f"embedded {d['embedded']} chunk(s)")
+        click.echo(
+            f"  read {d['ingested']} file(s), reused {d['reused']} unchanged, removed {len(d['removed'])}, "
+            f"embedded {d['embedded']} chunk(s)"
+        )
         click.echo(f"  {d['seconds']:.1f} s · {d['pages_per_second']:.1f} pages/s read")
     if summary.skipped:
         click.echo(f"Skipped {len(summary.skipped)} file(s):")
@@ -135,14 +159,14 @@ def _print_hit(h, width: int = 500) -> None:
 @click.option("--mode", type=click.Choice(["hybrid", "dense", "bm25"]), help="Retriever [default: hybrid].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/json.md).")
 @click.pass_context
-def search_cmd(ctx, query, corpus_dir, index_dir, types, themes, year_from, year_to, reports, k, per_report,
-               mode, as_json):
+def search_cmd(
+    ctx, query, corpus_dir, index_dir, types, themes, year_from, year_to, reports, k, per_report, mode, as_json
+):
     """Ranked passages for QUERY, with report, pages and scores."""
     from sscp_rag.export import search_to_dict
     from sscp_rag.retrieval import search
 
-    s = _settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir, max_hits_per_report=per_report,
-                  retrieval_mode=mode)
+    s = _settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir, max_hits_per_report=per_report, retrieval_mode=mode)
     if not query.strip():
         raise SscpRagError("the query is empty; type some words to search for")
     index = _load(s)
@@ -161,8 +185,12 @@ def search_cmd(ctx, query, corpus_dir, index_dir, types, themes, year_from, year
 @click.argument("question")
 @corpus_index_options
 @filter_options
-@click.option("--history", "history", multiple=True, help="An earlier question of the conversation, for "
-              "follow-ups (repeatable, oldest first).")
+@click.option(
+    "--history",
+    "history",
+    multiple=True,
+    help="An earlier question of the conversation, for follow-ups (repeatable, oldest first).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/json.md).")
 @click.pass_context
 def ask(ctx, question, corpus_dir, index_dir, types, themes, year_from, year_to, reports, history, as_json):
@@ -220,8 +248,10 @@ def reports_cmd(ctx, corpus_dir, index_dir, theme, rtype, as_json):
     for r in rows:
         themes = ", ".join(f"{t} ({r['theme_counts'].get(t, 0)})" for t in r["themes"])
         flag = " [fictional]" if r["fictional"] else ""
-        click.echo(click.style(r["short_title"], bold=True) + f" — {r['type']}, {r['year'] or 'n.d.'}, "
-                   f"{r['pages']} pages{flag}\n  {r['file']}: {r['title']}\n  themes: {themes or '-'}")
+        click.echo(
+            click.style(r["short_title"], bold=True) + f" — {r['type']}, {r['year'] or 'n.d.'}, "
+            f"{r['pages']} pages{flag}\n  {r['file']}: {r['title']}\n  themes: {themes or '-'}"
+        )
 
 
 @cli.command("settings")
@@ -252,8 +282,7 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
         if os.environ.get("SSCP_RAG_DEBUG"):
             raise
-        click.echo(f"unexpected error: {type(exc).__name__}: {exc} (set SSCP_RAG_DEBUG=1 for details)",
-                   err=True)
+        click.echo(f"unexpected error: {type(exc).__name__}: {exc} (set SSCP_RAG_DEBUG=1 for details)", err=True)
         sys.exit(1)
 
 

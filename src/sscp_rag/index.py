@@ -451,9 +451,10 @@ class Index:
         self.conn.close()
 
 
-def load_index(settings: Settings, check: Callable[[dict], None] | None = None) -> Index:
+def load_index(settings: Settings, check: Callable[[dict], None] | None = None,
+               embedder: Embedder | None = None) -> Index:
     """Load the index in ``settings.index_dir``; refuse, with a clear message, if it is missing or
-    was built with other settings or code."""
+    was built with other settings or code. An already loaded ``embedder`` may be shared."""
     index_dir = Path(settings.index_dir)
     manifest = read_manifest(index_dir)
     if manifest is None:
@@ -473,7 +474,9 @@ def load_index(settings: Settings, check: Callable[[dict], None] | None = None) 
         raise IndexCorruptError(f"the index in {index_dir} has no data folder; re-run: sscp-rag ingest")
     if check:
         check(manifest)
-    return Index(settings, manifest, data_dir)
+    index = Index(settings, manifest, data_dir)
+    index._embedder = embedder
+    return index
 
 
 def corpus_changes(settings: Settings, manifest: dict[str, Any]) -> str:

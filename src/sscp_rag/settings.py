@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from sscp_rag.errors import ConfigError
 
@@ -47,13 +48,10 @@ class Settings:
     chunk_overlap: int = _f(40, "Overlap between neighbouring chunks, in tokens.")
 
     # --- retrieval -------------------------------------------------------------------------
-    retrieval_mode: str = _f(
-        "hybrid", "Retriever: 'hybrid', 'dense' or 'bm25'.", choices=("hybrid", "dense", "bm25")
-    )
+    retrieval_mode: str = _f("hybrid", "Retriever: 'hybrid', 'dense' or 'bm25'.", choices=("hybrid", "dense", "bm25"))
     fusion: str = _f(
         "rrf",
-        "How hybrid fuses the two rankings: 'rrf' (reciprocal rank) or 'score' "
-        "(min-max normalised, weighted sum).",
+        "How hybrid fuses the two rankings: 'rrf' (reciprocal rank) or 'score' (min-max normalised, weighted sum).",
         choices=("rrf", "score"),
     )
     rrf_k: int = _f(60, "The k constant of reciprocal rank fusion.")
@@ -67,8 +65,7 @@ class Settings:
     merge_adjacent: bool = _f(True, "Merge overlapping or adjacent chunks of one report into one hit.")
     rescore: bool = _f(
         False,
-        "Re-score fused candidates by their best-matching sentence (bi-encoder). Off unless "
-        "evaluation shows it helps.",
+        "Re-score fused candidates by their best-matching sentence (bi-encoder). Off unless evaluation shows it helps.",
     )
 
     # --- answers ---------------------------------------------------------------------------
@@ -94,7 +91,7 @@ class Settings:
     feedback_path: Path = _f(Path("eval/feedback.jsonl"), "Where the app saves user feedback.")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then ``SSCP_RAG_*`` environment variables, then explicit overrides."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -105,11 +102,11 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls()._replace_checked(values)
 
-    def with_overrides(self, **overrides: Any) -> "Settings":
+    def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the given fields changed (``None`` values are ignored)."""
         return self._replace_checked({k: v for k, v in overrides.items() if v is not None})
 
-    def _replace_checked(self, values: Mapping[str, Any]) -> "Settings":
+    def _replace_checked(self, values: Mapping[str, Any]) -> Settings:
         fields = {f.name: f for f in dataclasses.fields(self)}
         coerced: dict[str, Any] = {}
         for name, value in values.items():

@@ -1,0 +1,32 @@
+"""Shared fixtures: the real embedding model, loaded once, and a real index of the demo corpus
+built once per test session in a temporary folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sscp_rag.embedding import Embedder
+from sscp_rag.index import Index, build_index, load_index
+from sscp_rag.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CORPUS = ROOT / "corpus" / "demo"
+REAL_CORPUS = ROOT.parent / "shared" / "corpus-real"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return Embedder(Settings())
+
+
+@pytest.fixture(scope="session")
+def demo_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(corpus_dir=DEMO_CORPUS, index_dir=tmp_path_factory.mktemp("demo-index"))
+
+
+@pytest.fixture(scope="session")
+def demo_index(demo_settings: Settings, embedder: Embedder) -> Index:
+    build_index(demo_settings, progress=False, embedder=embedder)
+    return load_index(demo_settings, embedder=embedder)
