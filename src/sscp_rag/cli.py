@@ -255,8 +255,14 @@ def reports_cmd(ctx, corpus_dir, index_dir, theme, rtype, as_json):
 
 
 @cli.command("settings")
-def settings_cmd():
+@click.option("--markdown", is_flag=True, help="Print a Markdown table (docs/settings.md is this output).")
+def settings_cmd(markdown):
     """Every setting with its default and environment variable."""
+    from sscp_rag.settings import settings_markdown
+
+    if markdown:
+        click.echo(settings_markdown(), nl=False)
+        return
     from sscp_rag.settings import ENV_PREFIX
 
     for name, help_, default in Settings.describe():
