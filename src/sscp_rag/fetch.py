@@ -1,0 +1,1019 @@
+"""Fetch published review PDFs from the web into a corpus folder, with provenance.
+
+``fetch(urls, dest)`` reads each start page (by default the SSCP "Learning from Local Reviews"
+page and the "7 Minute Briefings" page it links to), finds the links to PDFs on it and on the
+pages it links to (one level deep), downloads each PDF into ``dest`` and records it in
+``dest/manifest.json`` in the corpus manifest format of :mod:`sscp_rag.corpus`, plus provenance
+(``source_url``, ``linked_from``, ``sha256``, ``fetched_at``, ``etag``, ``last_modified``).
+
+Safety and politeness:
+
+- robots.txt is read per host and honoured (RFC 9309: 4xx = allow all, 401/403 and 5xx =
+  disallow all); its ``Crawl-delay`` raises the per-host delay between requests;
+- timeouts, retries with exponential backoff (connection errors, 429, 5xx), redirects followed
+  by hand (at most 5 hops, each checked against robots.txt, http(s) only);
+- a per-file size cap enforced while streaming, and a ``%PDF-`` check of the body itself;
+- file names are one sanitised path segment inside ``dest``; a name that smuggles a path
+  (``..%2F..%2Fevil.pdf``) is refused, and a name already used by a different document gets a
+  short hash suffix instead of replacing it;
+- downloads go to a hidden temporary file in ``dest``, are fsynced and then renamed over the
+  target, so an interrupted run never leaves a half-written PDF; the manifest is written the
+  same way;
+- a second run asks with ``If-None-Match`` / ``If-Modified-Since`` and compares sha256, so
+  unchanged files are neither rewritten nor counted as new.
+
+If no start page can be fetched (no network), :class:`~sscp_rag.errors.FetchError` is raised
+before anything in ``dest`` is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
+from urllib.robotparser import RobotFileParser
+
+import httpx
+from bs4 import BeautifulSoup
+from tqdm import tqdm
+
+from sscp_rag import __version__
+from sscp_rag.errors import ConfigError, FetchError
+from sscp_rag.themes import tag_text
+
+DEFAULT_START_URL = "https://www.surreyscp.org.uk/case-reviews/learning-from-local-reviews/"
+# Used only when the start page has no link whose text mentions "7 Minute Briefing"; the page is
+# normally discovered from that link. (Not verified from this machine, which has no network.)
+DEFAULT_BRIEFINGS_URL = "https://www.surreyscp.org.uk/resources/7-minute-briefings/"
+DEFAULT_DEST = Path("corpus/sscp")
+MANIFEST_NAME = "manifest.json"
+ROBOTS_AGENT = "sscp-rag"
+
+# pypdf logs recoverable oddities of real PDFs as warnings; they are not the user's concern.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+_BRIEFINGS_LINK_RE = re.compile(r"\b(?:7|seven)[\s-]*minute[\s-]*briefing", re.IGNORECASE)
+_REDIRECTS = {301, 302, 303, 307, 308}
+_RETRY_STATUSES = {429, 500, 502, 503, 504}
+_MAX_HOPS = 5
+_PDF_MAGIC = b"%PDF-"
+_MAGIC_WINDOW = 1024  # the PDF header may follow a little junk, as readers allow
+_TMP_PREFIX = ".fetch-"
+_TMP_SUFFIX = ".part"
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+_PAGE_EXTS = ("", ".html", ".htm", ".php", ".asp", ".aspx", ".jsp")
+_GENERIC_TEXT_RE = re.compile(
+    r"^(?:download|click here|here|pdf|read more|more|view|open|link|document|full report)\b.{0,20}$",
+    re.IGNORECASE,
+)
+
+
+def _opt(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """How :func:`fetch` crawls and downloads. Field metadata ``help`` documents each one."""
+
+    max_bytes: int = _opt(50 * 1024 * 1024, "Largest PDF downloaded, in bytes; larger files are refused.")
+    max_page_bytes: int = _opt(5 * 1024 * 1024, "Largest HTML page read, in bytes.")
+    delay: float = _opt(1.0, "Least seconds between two requests to one host (robots.txt Crawl-delay raises it).")
+    timeout: float = _opt(30.0, "Seconds to wait to connect and between bytes of a response.")
+    retries: int = _opt(2, "Extra attempts after a connection error, timeout, 429 or 5xx.")
+    backoff: float = _opt(1.0, "Seconds before the first retry; doubles for each further retry.")
+    max_pages: int = _opt(60, "Most linked HTML pages followed (one level deep) in one run.")
+    contact: str = _opt("", "URL or e-mail put in the User-Agent so site owners can reach you.")
+    progress: bool = _opt(True, "Show a progress bar while downloading.")
+
+    @property
+    def user_agent(self) -> str:
+        return f"{ROBOTS_AGENT}/{__version__} (+{self.contact or 'safeguarding review archive'})"
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or self.max_page_bytes < 1:
+            raise ConfigError("the size caps must be positive")
+        if self.delay < 0 or self.timeout <= 0 or self.retries < 0 or self.backoff < 0:
+            raise ConfigError("delay, retries and backoff must be >= 0 and the timeout > 0")
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, Any]]:
+        """(name, help, default) for every option."""
+        return [(f.name, f.metadata["help"], f.default) for f in dataclasses.fields(cls)]
+
+
+# --------------------------------------------------------------------------------------------
+# summary
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    file: str  # relative to dest
+    title: str
+    type: str
+    source_url: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    url: str
+    title: str
+    reason: str
+
+
+@dataclass
+class FetchSummary:
+    """What a fetch run did; printed by the CLI."""
+
+    dest: str = ""
+    manifest: str = ""
+    start_pages: list[str] = field(default_factory=list)
+    pages_read: list[str] = field(default_factory=list)
+    start_failures: list[Failure] = field(default_factory=list)  # start pages that could not be read
+    page_failures: list[Failure] = field(default_factory=list)  # other pages that could not be read
+    new: list[FetchedFile] = field(default_factory=list)
+    updated: list[FetchedFile] = field(default_factory=list)
+    unchanged: list[FetchedFile] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    robots_skipped: list[str] = field(default_factory=list)
+    duplicates: int = 0  # repeated links to a document already found
+    pages_not_followed: int = 0  # linked pages beyond FetchOptions.max_pages
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every start page was read (file failures are listed, not fatal)."""
+        return not self.start_failures
+
+    def as_dict(self) -> dict[str, Any]:
+        def files(items: list[FetchedFile]) -> list[dict[str, str]]:
+            return [dataclasses.asdict(f) for f in items]
+
+        def fails(items: list[Failure]) -> list[dict[str, str]]:
+            return [dataclasses.asdict(f) for f in items]
+
+        return {
+            "version": 1,
+            "dest": self.dest,
+            "manifest": self.manifest,
+            "start_pages": self.start_pages,
+            "pages_read": self.pages_read,
+            "start_failures": fails(self.start_failures),
+            "page_failures": fails(self.page_failures),
+            "new": files(self.new),
+            "updated": files(self.updated),
+            "unchanged": files(self.unchanged),
+            "failed": fails(self.failed),
+            "robots_skipped": self.robots_skipped,
+            "duplicates": self.duplicates,
+            "pages_not_followed": self.pages_not_followed,
+            "seconds": round(self.seconds, 3),
+            "ok": self.ok,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# metadata from a link title
+
+# Order matters: the first pattern that matches wins ("SUDI Infographic" is an infographic,
+# "Child Death Review Partnership SUDI thematic review" is SUDI, "Thematic Review of Surrey SCRs"
+# is thematic).
+_TYPE_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"\b(?:7|seven)[\s_-]*minute|\b7mb\b", "7-minute briefing"),
+    (r"infographic", "infographic"),
+    (r"\bdhr\b|domestic homicide", "DHR"),
+    (r"\bsudi\b|sudden unexpected death|child death review", "SUDI"),
+    (r"good practice", "good-practice"),
+    (r"thematic", "thematic"),
+    (r"\blcspr\b|\bcspr\b|practice review", "LCSPR"),
+    (r"\bscr\b|serious case review", "SCR"),
+)
+_SUBJECT_RE = re.compile(r"\b(Child|Baby|Family|Young Person)\s+([A-Z]{1,3})\b")
+_YEAR_RE = re.compile(r"\b(19[89]\d|20[0-4]\d)\b")
+_MONTHS = {
+    m: i
+    for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)
+}
+_MONTH_YEAR_RE = re.compile(
+    r"\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+(19[89]\d|20[0-4]\d)\b", re.IGNORECASE
+)
+# Serious case reviews gave way to local child safeguarding practice reviews in 2018-2019.
+_LCSPR_FROM_YEAR = 2019
+
+
+def infer_review_type(title: str, url: str = "") -> str:
+    """The review type (one of ``REVIEW_TYPES``) of a document, from its link title.
+
+    The file name in ``url`` is tried when the title says nothing. A review named after a child
+    or family ("Child B Final report Jan 2021") with no other clue is an LCSPR from 2019 on and an
+    SCR before; without a year it stays "other".
+    """
+    name = re.sub(r"[_\-+]+|%20", " ", Path(urlsplit(url).path).stem) if url else ""
+    for text in (title, name):
+        low = text.lower()
+        for pat, rtype in _TYPE_PATTERNS:
+            if re.search(pat, low):
+                return rtype
+    year = infer_year(title, url)
+    if _SUBJECT_RE.search(title) and year is not None:
+        return "LCSPR" if year >= _LCSPR_FROM_YEAR else "SCR"
+    return "other"
+
+
+def infer_year(title: str, url: str = "") -> int | None:
+    """The year in the title, else in the file name (not the upload folder, which dates the
+    upload rather than the report)."""
+    for text in (title, Path(urlsplit(url).path).stem if url else ""):
+        m = _YEAR_RE.search(text)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def first_page_year(path: Path) -> int | None:
+    """The first year on the first page of a PDF (as ingest infers it for unlisted files), or None
+    when the page has no text or the file cannot be read."""
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        text = PdfReader(path).pages[0].extract_text() or ""
+    except (PyPdfError, OSError, ValueError, IndexError, KeyError, TypeError):
+        return None
+    m = _YEAR_RE.search(text[:1500])
+    return int(m.group(1)) if m else None
+
+
+def infer_date(title: str) -> str | None:
+    """``YYYY-MM`` when the title names a month and year ("Dec 2020")."""
+    m = _MONTH_YEAR_RE.search(title)
+    return f"{m.group(2)}-{_MONTHS[m.group(1).lower()[:3]]:02d}" if m else None
+
+
+def short_title(title: str, limit: int = 60) -> str:
+    """The title, cut at a word boundary when longer than ``limit``."""
+    if len(title) <= limit:
+        return title
+    cut = title[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:-")
+    return cut + "…"
+
+
+def describe_link(title: str, url: str) -> dict[str, Any]:
+    """The descriptive manifest fields for a document linked as ``title`` at ``url``."""
+    rtype = infer_review_type(title, url)
+    m = _SUBJECT_RE.search(title)
+    return {
+        "title": title,
+        "short_title": short_title(title),
+        "type": rtype,
+        "year": infer_year(title, url),
+        "date": infer_date(title),
+        "subject": f"{m.group(1)} {m.group(2)}" if m else "",
+        "themes": list(tag_text(title)),
+        "executive_summary": bool(re.search(r"executive summary", title, re.IGNORECASE)),
+        "fictional": False,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# links and file names
+
+
+@dataclass(frozen=True)
+class Link:
+    url: str
+    text: str
+
+
+def _clean_text(text: str) -> str:
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip()
+
+
+def _link_text(a: Any) -> str:
+    text = _clean_text(a.get_text(" ", strip=True))
+    if not text:
+        img = a.find("img")
+        text = _clean_text(a.get("title") or a.get("aria-label") or (img.get("alt") if img else "") or "")
+    return text
+
+
+def extract_links(html: str | bytes, base_url: str) -> tuple[list[Link], list[Link]]:
+    """(content links, all links) of an HTML page, resolved against the page URL (or its
+    ``<base href>``), without fragments, http(s) only.
+
+    Content links leave out ``nav``, ``header``, ``footer`` and ``aside`` (site menus); they come
+    from ``<main>`` (or ``role=main``, ``<article>``) when the page has one.
+    """
+    soup = BeautifulSoup(html, "html.parser")
+    base = soup.find("base", href=True)
+    if base is not None:
+        base_url = urljoin(base_url, str(base["href"]))
+
+    def links_in(root: Any) -> list[Link]:
+        out = []
+        for a in root.find_all("a", href=True):
+            href = str(a["href"]).strip()
+            if not href or href.startswith(("#", "mailto:", "tel:", "javascript:", "data:")):
+                continue
+            url = urldefrag(urljoin(base_url, href)).url
+            if urlsplit(url).scheme in ("http", "https"):
+                out.append(Link(url, _link_text(a)))
+        return out
+
+    everything = links_in(soup)
+    for tag in soup.find_all(["nav", "header", "footer", "aside", "script", "style", "noscript"]):
+        tag.decompose()
+    root = soup.find("main") or soup.find(attrs={"role": "main"}) or soup.find("article") or soup
+    return links_in(root), everything
+
+
+def looks_like_pdf(url: str) -> bool:
+    return urlsplit(url).path.lower().endswith(".pdf")
+
+
+def _looks_like_page(url: str) -> bool:
+    return Path(urlsplit(url).path).suffix.lower() in _PAGE_EXTS
+
+
+class UnsafeNameError(ValueError):
+    """A URL's file name tries to leave the destination folder."""
+
+
+def safe_file_name(url: str) -> str:
+    """One safe path segment for the document at ``url``: its percent-decoded last path segment,
+    reduced to ``[a-z0-9._-]``, ending ``.pdf``. Raises :class:`UnsafeNameError` when the decoded
+    name holds a path (``/``, ``\\``, ``..``) or a NUL byte."""
+    raw = urlsplit(url).path.rsplit("/", 1)[-1]
+    decoded = unquote(raw)
+    if any(sep in decoded for sep in ("/", "\\", "\x00")) or decoded in (".", ".."):
+        raise UnsafeNameError(f"unsafe file name {decoded!r} (path traversal); refused")
+    name = unicodedata.normalize("NFKD", decoded).encode("ascii", "ignore").decode("ascii").lower()
+    name = re.sub(r"[^a-z0-9._-]+", "-", name)
+    name = re.sub(r"-{2,}", "-", name).strip(".-_ ")
+    stem = name[:-4] if name.endswith(".pdf") else name
+    stem = stem.strip(".-_")[:100] or "document"
+    return f"{stem}.pdf"
+
+
+def _suffixed(name: str, key: str) -> str:
+    return f"{name[:-4]}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:8]}.pdf"
+
+
+def _inside(dest: Path, name: str) -> Path:
+    target = (dest / name).resolve()
+    if target.parent != dest.resolve():
+        raise UnsafeNameError(f"file name {name!r} resolves outside the destination; refused")
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP
+
+
+class _Unreachable(Exception):
+    """The host could not be reached (after retries)."""
+
+
+class _Disallowed(Exception):
+    """robots.txt forbids the URL."""
+
+
+class _Refused(Exception):
+    """A response that is not usable, with a one-line reason."""
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc
+
+
+def _transport_reason(url: str, exc: httpx.TransportError) -> str:
+    host = _host(url)
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return f"cannot reach {host}: {_exc_reason(exc)} (no network?)"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer from {host}: {_exc_reason(exc)}"
+    return f"connection to {host} failed: {_exc_reason(exc)}"
+
+
+def _exc_reason(exc: BaseException) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({type(exc).__name__})"
+    return str(exc).strip() or type(exc).__name__
+
+
+class _Http:
+    """httpx with robots.txt, per-host rate limit, retries with backoff and manual redirects."""
+
+    def __init__(self, client: httpx.Client, options: FetchOptions, sleep: Callable[[float], None]):
+        self.client = client
+        self.options = options
+        self.sleep = sleep
+        self.robots: dict[str, RobotFileParser] = {}
+        self.last: dict[str, float] = {}
+        self.headers = {"User-Agent": options.user_agent}
+        self.timeout = httpx.Timeout(options.timeout)
+
+    # -- politeness --------------------------------------------------------------------------
+
+    def _wait(self, url: str) -> None:
+        host = _host(url)
+        delay = self.options.delay
+        rp = self.robots.get(host)
+        if rp is not None:
+            crawl_delay = rp.crawl_delay(ROBOTS_AGENT)
+            if crawl_delay:
+                delay = max(delay, min(float(crawl_delay), 60.0))
+        last = self.last.get(host)
+        if last is not None:
+            remaining = delay - (time.monotonic() - last)
+            if remaining > 0:
+                self.sleep(remaining)
+        self.last[host] = time.monotonic()
+
+    def allowed(self, url: str) -> bool:
+        """Whether robots.txt of the URL's host lets this tool fetch it (read once per host)."""
+        host = _host(url)
+        if host not in self.robots:
+            parts = urlsplit(url)
+            robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
+            rp = RobotFileParser(robots_url)
+            with self._send(robots_url, {}, follow=True) as resp:
+                if resp.status_code == 200:
+                    body = self._read_capped(resp, 512 * 1024, "robots.txt")
+                    rp.parse(body.decode("utf-8", "replace").splitlines())
+                elif resp.status_code in (401, 403) or resp.status_code >= 500:
+                    rp.disallow_all = True
+                else:  # 404 and other 4xx: no rules
+                    rp.allow_all = True
+            self.robots[host] = rp
+        return self.robots[host].can_fetch(ROBOTS_AGENT, url)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _send(self, url: str, headers: dict[str, str], follow: bool = False) -> Iterator[httpx.Response]:
+        """One GET (streamed) with retries; redirects followed only when ``follow`` (robots.txt)."""
+        attempts = self.options.retries + 1
+        for attempt in range(attempts):
+            self._wait(url)
+            last_try = attempt == attempts - 1
+            try:
+                req = self.client.build_request("GET", url, headers={**self.headers, **headers}, timeout=self.timeout)
+                resp = self.client.send(req, stream=True, follow_redirects=follow)
+            except httpx.InvalidURL as exc:
+                raise _Refused(f"invalid URL ({exc})") from exc
+            except httpx.TransportError as exc:  # connect errors, timeouts, protocol errors
+                if last_try:
+                    raise _Unreachable(_transport_reason(url, exc)) from exc
+                self.sleep(self.options.backoff * 2**attempt)
+                continue
+            if resp.status_code in _RETRY_STATUSES and not last_try:
+                wait = self.options.backoff * 2**attempt
+                retry_after = resp.headers.get("Retry-After", "")
+                if retry_after.isdigit():
+                    wait = max(wait, min(float(retry_after), 60.0))
+                resp.close()
+                self.sleep(wait)
+                continue
+            try:
+                yield resp
+            finally:
+                resp.close()
+            return
+
+    @contextlib.contextmanager
+    def get(self, url: str, headers: dict[str, str] | None = None) -> Iterator[httpx.Response]:
+        """GET following at most 5 redirects, checking robots.txt before every hop."""
+        for _ in range(_MAX_HOPS + 1):
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise _Refused(f"redirect to a non-http(s) URL {url!r}; refused")
+            if not self.allowed(url):
+                raise _Disallowed(url)
+            with self._send(url, headers or {}) as resp:
+                location = resp.headers.get("Location")
+                if resp.status_code in _REDIRECTS and location:
+                    url = urldefrag(urljoin(url, location)).url
+                    continue
+                yield resp
+                return
+        raise _Refused(f"more than {_MAX_HOPS} redirects")
+
+    def _read_capped(self, resp: httpx.Response, cap: int, what: str) -> bytes:
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise _Refused(f"{what} is too large ({_mb(int(declared))} > cap {_mb(cap)})")
+        buf = bytearray()
+        for block in _blocks(resp):
+            buf += block
+            if len(buf) > cap:
+                raise _Refused(f"{what} is larger than the cap of {_mb(cap)}; download stopped")
+        return bytes(buf)
+
+    def page(self, url: str) -> tuple[str, bytes]:
+        """(final URL, body) of an HTML page; raises _Refused with a reason otherwise."""
+        with self.get(url) as resp:
+            if resp.status_code != 200:
+                raise _Refused(f"HTTP {resp.status_code} {resp.reason_phrase}".strip())
+            ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if ctype and ctype not in _HTML_TYPES:
+                raise _Refused(f"not an HTML page (Content-Type {ctype})")
+            return str(resp.url), self._read_capped(resp, self.options.max_page_bytes, "the page")
+
+
+def _blocks(resp: httpx.Response) -> Iterator[bytes]:
+    """The body in blocks; a connection lost mid-body becomes a _Refused reason."""
+    try:
+        yield from resp.iter_bytes()
+    except httpx.TransportError as exc:
+        raise _Refused(f"connection lost while reading the body: {_exc_reason(exc)}") from exc
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KB"
+
+
+# --------------------------------------------------------------------------------------------
+# manifest
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def read_manifest(dest: Path) -> list[dict[str, Any]]:
+    """The entries of ``dest/manifest.json`` ([] when there is none)."""
+    path = dest / MANIFEST_NAME
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entries = data["documents"] if isinstance(data, dict) else data
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and "file" in e for e in entries):
+            raise ValueError("'documents' must be a list of objects with a 'file'")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FetchError(f"{path} is not a valid manifest ({exc}); fix or move it, nothing was fetched") from exc
+    return entries
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# the crawl
+
+
+@dataclass
+class _Candidate:
+    url: str
+    title: str
+    linked_from: str
+
+
+def _title_for(link: Link, fallback: str) -> str:
+    text = link.text
+    if not text or len(text) < 4 or _GENERIC_TEXT_RE.match(text):
+        text = fallback
+    if not text:
+        text = re.sub(r"[_\-]+", " ", Path(unquote(urlsplit(link.url).path)).stem).strip() or "Untitled"
+    return text
+
+
+def _crawl(
+    http: _Http, start_urls: list[str], discover_briefings: bool, summary: FetchSummary, options: FetchOptions
+) -> list[_Candidate]:
+    """Read the start pages and the pages they link to; return the PDF links found, deduplicated."""
+    found: dict[str, _Candidate] = {}
+    seen_pages: set[str] = set()
+    hubs: list[tuple[str, bool]] = [(u, True) for u in start_urls]  # (url, is a configured start page)
+    deep: list[tuple[str, str, str]] = []  # (url, link text, linked from)
+    followed = 0
+
+    def add_pdf(link: Link, title: str, page: str) -> None:
+        if link.url in found:
+            summary.duplicates += 1
+            return
+        found[link.url] = _Candidate(link.url, title, page)
+
+    def read(url: str, is_start: bool = False, title: str = "") -> tuple[str, bytes] | None:
+        """The page, or None after recording why not (a start page's failure is fatal to the
+        run when every start page fails; other pages are listed)."""
+        failures = summary.start_failures if is_start else summary.page_failures
+        try:
+            return http.page(url)
+        except _Disallowed:
+            summary.robots_skipped.append(url)
+            if is_start:
+                failures.append(Failure(url, title, "disallowed by robots.txt"))
+        except (_Refused, _Unreachable) as exc:
+            failures.append(Failure(url, title, str(exc)))
+        return None
+
+    i = 0
+    briefings_found = False
+    while i < len(hubs):
+        url, is_start = hubs[i]
+        i += 1
+        if url in seen_pages:
+            continue
+        seen_pages.add(url)
+        got = read(url, is_start)
+        if got is None:
+            continue
+        final, body = got
+        summary.pages_read.append(url)
+        seen_pages.add(final)
+        content, everything = extract_links(body, final)
+        if is_start:
+            # The page a "7 Minute Briefings" link leads to is read like a start page.
+            for link in everything:
+                if (
+                    _BRIEFINGS_LINK_RE.search(link.text)
+                    and not looks_like_pdf(link.url)
+                    and _looks_like_page(link.url)
+                    and _host(link.url) == _host(final)
+                    and link.url not in seen_pages
+                    and all(link.url != u for u, _ in hubs)
+                ):
+                    briefings_found = True
+                    hubs.append((link.url, False))
+        hub_urls = {u for u, _ in hubs}
+        for link in content:
+            if looks_like_pdf(link.url):
+                add_pdf(link, _title_for(link, ""), final)
+            elif _host(link.url) == _host(final) and _looks_like_page(link.url) and link.url not in hub_urls:
+                deep.append((link.url, link.text, final))
+        if discover_briefings and not briefings_found and i == len(hubs):
+            # The start page no longer links to a "7 Minute Briefings" page: try the known one.
+            briefings_found = True
+            hubs.append((DEFAULT_BRIEFINGS_URL, False))
+
+    hub_urls = {u for u, _ in hubs}
+    for url, text, _parent in deep:
+        if url in seen_pages or url in hub_urls:
+            continue
+        if followed >= options.max_pages:
+            summary.pages_not_followed += 1
+            continue
+        seen_pages.add(url)
+        followed += 1
+        got = read(url, title=text)
+        if got is None:
+            continue
+        final, body = got
+        summary.pages_read.append(url)
+        content, _ = extract_links(body, final)
+        for link in content:
+            if looks_like_pdf(link.url):
+                add_pdf(link, _title_for(link, text), final)
+    return list(found.values())
+
+
+class _Names:
+    """File names in dest: stable per source URL, never reusing a different document's name."""
+
+    def __init__(self, dest: Path, entries: dict[str, dict[str, Any]]):
+        self.dest = dest
+        self.by_url = {str(e["source_url"]): f for f, e in entries.items() if e.get("source_url")}
+        self.claimed = set(entries)  # names the manifest describes or this run has used
+
+    def plan(self, url: str) -> str:
+        """The file name for ``url``: the one it had before, else its safe name, with a hash
+        suffix when a different document already has that name. Raises UnsafeNameError."""
+        if url in self.by_url:
+            return self.by_url[url]
+        name = safe_file_name(url)
+        if name in self.claimed:
+            name = _suffixed(name, url)
+        if name in self.claimed:
+            raise UnsafeNameError(f"file name {name!r} is already used by another document")
+        _inside(self.dest, name)
+        return name
+
+    def claim(self, url: str, name: str) -> None:
+        self.claimed.add(name)
+        self.by_url[url] = name
+
+
+@dataclass
+class _Result:
+    status: str  # new, updated, unchanged
+    file: str
+    sha256: str
+    etag: str | None
+    last_modified: str | None
+    size: int
+    downloaded: bool  # the file on disk was (re)written
+
+
+class _NameTaken(Exception):
+    """dest already holds a different file, not in the manifest, under the planned name."""
+
+
+def _download(
+    http: _Http, cand: _Candidate, dest: Path, name: str, prev: dict[str, Any] | None, options: FetchOptions
+) -> _Result:
+    """Download one PDF to dest/name atomically. Raises _Refused, _Disallowed, _Unreachable, or
+    _NameTaken when an unlisted file with different bytes already has the name."""
+    target = _inside(dest, name)
+    headers: dict[str, str] = {}
+    if prev and target.exists() and prev.get("sha256") and _sha256(target) == prev["sha256"]:
+        if prev.get("etag"):
+            headers["If-None-Match"] = str(prev["etag"])
+        if prev.get("last_modified"):
+            headers["If-Modified-Since"] = str(prev["last_modified"])
+    with http.get(cand.url, headers) as resp:
+        etag = resp.headers.get("ETag")
+        last_modified = resp.headers.get("Last-Modified")
+        if resp.status_code == 304 and headers and prev:
+            return _Result(
+                "unchanged",
+                name,
+                str(prev["sha256"]),
+                etag or prev.get("etag"),
+                last_modified or prev.get("last_modified"),
+                target.stat().st_size,
+                False,
+            )
+        if resp.status_code != 200:
+            raise _Refused(f"HTTP {resp.status_code} {resp.reason_phrase}".strip())
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > options.max_bytes:
+            raise _Refused(f"too large ({_mb(int(declared))} > cap {_mb(options.max_bytes)})")
+        dest.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
+        tmp = Path(tmp_name)
+        try:
+            h = hashlib.sha256()
+            size = 0
+            head = b""
+            with os.fdopen(fd, "wb") as fh:
+                for block in _blocks(resp):
+                    size += len(block)
+                    if size > options.max_bytes:
+                        raise _Refused(f"larger than the cap of {_mb(options.max_bytes)}; download stopped")
+                    if len(head) < _MAGIC_WINDOW:
+                        head += block[: _MAGIC_WINDOW - len(head)]
+                        if len(head) >= _MAGIC_WINDOW and _PDF_MAGIC not in head:
+                            raise _Refused(_not_pdf_reason(head, resp))
+                    h.update(block)
+                    fh.write(block)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if _PDF_MAGIC not in head:
+                raise _Refused(_not_pdf_reason(head, resp))
+            digest = h.hexdigest()
+            existed = target.exists()
+            if existed:
+                same = _sha256(target) == digest
+                if prev is None and not same:
+                    raise _NameTaken(name)
+                if same:  # identical bytes: keep the file as it is
+                    tmp.unlink()
+                    return _Result("unchanged" if prev else "new", name, digest, etag, last_modified, size, False)
+            os.replace(tmp, target)
+            _fsync_dir(dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+    return _Result("updated" if existed else "new", name, digest, etag, last_modified, size, True)
+
+
+def _not_pdf_reason(head: bytes, resp: httpx.Response) -> str:
+    ctype = resp.headers.get("Content-Type", "?").split(";")[0].strip()
+    start = head[:16].decode("latin-1").strip().replace("\n", " ")
+    return f"not a PDF (body starts {start!r}, Content-Type {ctype})"
+
+
+def _entry(cand: _Candidate, res: _Result, prev: dict[str, Any] | None, path: Path) -> dict[str, Any]:
+    """The manifest entry: provenance always updated; descriptive fields kept when the existing
+    entry has them (a partnership may have corrected them by hand), else inferred from the link
+    (and the year, failing that, from the PDF's first page)."""
+    entry: dict[str, Any] = {"file": res.file}
+    inferred = describe_link(cand.title, cand.url)
+    if inferred["year"] is None and not (prev or {}).get("year"):
+        inferred["year"] = first_page_year(path)
+    prev = prev or {}
+    for key, value in inferred.items():
+        kept = prev.get(key)
+        entry[key] = kept if isinstance(kept, bool) or kept not in (None, "", []) else value
+    entry.update({k: v for k, v in prev.items() if k not in entry})
+    fetched_at = _now() if res.downloaded or not prev.get("fetched_at") else prev["fetched_at"]
+    entry.update(
+        {
+            "source_url": cand.url,
+            "linked_from": cand.linked_from,
+            "sha256": res.sha256,
+            "bytes": res.size,
+            "fetched_at": fetched_at,
+            "etag": res.etag,
+            "last_modified": res.last_modified,
+        }
+    )
+    return entry
+
+
+def _manifest_bytes(entries: dict[str, dict[str, Any]]) -> bytes:
+    docs = [entries[f] for f in sorted(entries)]
+    return (json.dumps({"documents": docs}, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+@contextlib.contextmanager
+def _dest_lock(dest: Path) -> Iterator[None]:
+    """One fetch at a time per folder, so two runs cannot lose each other's manifest entries."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with open(dest / ".fetch.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise FetchError(f"another sscp-rag fetch is already writing to {dest}") from exc
+        yield
+
+
+def _clean_leftovers(dest: Path) -> None:
+    """Remove temporary files an interrupted earlier run left behind."""
+    if dest.is_dir():
+        for p in dest.glob(f"{_TMP_PREFIX}*{_TMP_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def fetch(
+    urls: Iterable[str] | None = None,
+    dest: Path | str = DEFAULT_DEST,
+    options: FetchOptions | None = None,
+    client: httpx.Client | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FetchSummary:
+    """Download the PDFs linked from ``urls`` (default: the SSCP review pages) into ``dest``.
+
+    Returns a :class:`FetchSummary`. Raises :class:`FetchError` when no start page could be read
+    (nothing in ``dest`` is changed then), for a URL that is not http(s), or when the existing
+    manifest is invalid. ``sleep`` is how the rate limit and backoff wait (tests record it).
+    """
+    t0 = time.monotonic()
+    options = options or FetchOptions()
+    dest = Path(dest)
+    given = [u.strip() for u in urls or () if u.strip()]
+    start_urls = list(dict.fromkeys(given)) or [DEFAULT_START_URL]
+    for u in start_urls:
+        parts = urlsplit(u)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise FetchError(f"not an http(s) URL: {u!r}")
+    if dest.exists() and not dest.is_dir():
+        raise FetchError(f"{dest} exists and is not a folder")
+    read_manifest(dest)  # an invalid manifest stops the run before any request
+    summary = FetchSummary(dest=str(dest), manifest=str(dest / MANIFEST_NAME), start_pages=start_urls)
+
+    own_client = client is None
+    if client is None:
+        client = httpx.Client(timeout=httpx.Timeout(options.timeout), follow_redirects=False)
+    try:
+        http = _Http(client, options, sleep)
+        candidates = _crawl(http, start_urls, not given, summary, options)
+        if len(summary.start_failures) == len(start_urls):
+            reasons = [
+                f.reason if f.reason.startswith("cannot reach") else f"cannot read {f.url}: {f.reason}"
+                for f in summary.start_failures
+            ]
+            raise FetchError(reasons[0] if len(reasons) == 1 else "no start page could be read: " + "; ".join(reasons))
+        if candidates:
+            with _dest_lock(dest):
+                entries = {str(e["file"]): e for e in read_manifest(dest)}  # again, under the lock
+                _clean_leftovers(dest)
+                _download_all(http, candidates, dest, entries, summary, options)
+    finally:
+        if own_client:
+            client.close()
+    summary.seconds = time.monotonic() - t0
+    return summary
+
+
+def _download_all(
+    http: _Http,
+    candidates: list[_Candidate],
+    dest: Path,
+    entries: dict[str, dict[str, Any]],
+    summary: FetchSummary,
+    options: FetchOptions,
+) -> None:
+    names = _Names(dest, entries)
+    before = _manifest_bytes(entries)
+    try:
+        for cand in tqdm(candidates, desc="fetch", unit="file", disable=not options.progress):
+            name = ""
+            try:
+                name = names.plan(cand.url)
+                prev = entries.get(name)
+                try:
+                    res = _download(http, cand, dest, name, prev, options)
+                except _NameTaken:
+                    name = _suffixed(name, cand.url)
+                    if name in names.claimed:
+                        raise UnsafeNameError(f"file name {name!r} is already used by another document") from None
+                    prev = entries.get(name)
+                    res = _download(http, cand, dest, name, prev, options)
+            except UnsafeNameError as exc:
+                summary.failed.append(Failure(cand.url, cand.title, str(exc)))
+                continue
+            except _Disallowed:
+                summary.robots_skipped.append(cand.url)
+                continue
+            except (_Refused, _Unreachable) as exc:
+                summary.failed.append(Failure(cand.url, cand.title, str(exc)))
+                continue
+            except _NameTaken:
+                summary.failed.append(
+                    Failure(
+                        cand.url,
+                        cand.title,
+                        f"{name} and its hashed variant are taken by other files not in the manifest",
+                    )
+                )
+                continue
+            except OSError as exc:
+                summary.failed.append(Failure(cand.url, cand.title, f"cannot write {name}: {exc}"))
+                continue
+            names.claim(cand.url, name)
+            entries[name] = _entry(cand, res, prev, dest / name)
+            fetched = FetchedFile(name, entries[name]["title"], entries[name]["type"], cand.url)
+            getattr(summary, res.status).append(fetched)
+    finally:
+        # Also on Ctrl-C: record what was downloaded so far, so the next run resumes from there.
+        after = _manifest_bytes(entries)
+        if after != before:
+            dest.mkdir(parents=True, exist_ok=True)
+            _write_atomic(dest / MANIFEST_NAME, after)
+
+
+def summary_lines(summary: FetchSummary) -> list[str]:
+    """The summary as readable lines (what ``sscp-rag fetch`` prints)."""
+    lines = [
+        f"Fetched into {summary.dest} ({summary.seconds:.1f} s): {len(summary.new)} new, "
+        f"{len(summary.updated)} updated, {len(summary.unchanged)} unchanged, {len(summary.failed)} failed, "
+        f"{len(summary.robots_skipped)} skipped by robots.txt"
+        + (f", {summary.duplicates} duplicate link(s) ignored" if summary.duplicates else "")
+    ]
+    lines.append(f"  pages read: {len(summary.pages_read)}")
+    for label, items in (("new", summary.new), ("updated", summary.updated)):
+        for f in items:
+            lines.append(f"  {label}: {f.file} [{f.type}] {f.title}")
+    if summary.unchanged:
+        lines.append(f"  unchanged: {', '.join(f.file for f in summary.unchanged)}")
+    for f in summary.failed:
+        lines.append(f"  failed: {f.title or f.url}: {f.reason}\n          {f.url}")
+    for url in summary.robots_skipped:
+        lines.append(f"  skipped (robots.txt): {url}")
+    for f in summary.start_failures:
+        lines.append(f"  start page failed: {f.url}: {f.reason}")
+    for f in summary.page_failures:
+        lines.append(f"  page failed: {f.url}: {f.reason}")
+    if summary.pages_not_followed:
+        lines.append(f"  {summary.pages_not_followed} linked page(s) not followed (page limit)")
+    if summary.new or summary.updated:
+        lines.append(f"Next: sscp-rag ingest --corpus {summary.dest}")
+    return lines
