@@ -254,6 +254,112 @@ def reports_cmd(ctx, corpus_dir, index_dir, theme, rtype, as_json):
         )
 
 
+@cli.command("fetch")
+@click.option(
+    "--url",
+    "urls",
+    multiple=True,
+    metavar="URL",
+    help="Start page to read for PDF links "
+    "(repeatable) [default: the SSCP 'Learning from Local Reviews' page and its "
+    "'7 Minute Briefings' page].",
+)
+@click.option(
+    "--dest",
+    type=click.Path(path_type=Path),
+    default=Path("corpus/sscp"),
+    show_default=True,
+    help="Folder the PDFs and their manifest.json go into.",
+)
+@click.option(
+    "--max-mb", type=click.FloatRange(min=0, min_open=True), help="Largest PDF downloaded, in MB [default: 50]."
+)
+@click.option(
+    "--delay",
+    type=click.FloatRange(min=0),
+    help="Seconds between two requests to one host [default: 1; robots.txt Crawl-delay raises it].",
+)
+@click.option("--contact", help="URL or e-mail put in the User-Agent so site owners can reach you.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def fetch_cmd(urls, dest, max_mb, delay, contact, quiet, as_json):
+    """Download the published review PDFs into DEST and record where each came from.
+
+    Reads each start page, follows its PDF links (and pages that hold the PDF link, one level
+    deep), honours robots.txt, and writes DEST/manifest.json. Unchanged files are skipped. Then
+    run: sscp-rag ingest --corpus DEST. Exits 1 if a start page could not be read.
+    """
+    from sscp_rag.fetch import FetchOptions, fetch, summary_lines
+
+    given = {"max_bytes": int(max_mb * 1024 * 1024) if max_mb else None, "delay": delay, "contact": contact}
+    options = FetchOptions(progress=not (quiet or as_json), **{k: v for k, v in given.items() if v is not None})
+    try:
+        summary = fetch(urls or None, dest, options)
+    except KeyboardInterrupt:
+        click.echo(
+            f"Interrupted; no half-written file is left in {dest}, and files finished so far are in its manifest.",
+            err=True,
+        )
+        sys.exit(130)
+    if as_json:
+        _echo_json(summary.as_dict())
+    else:
+        for line in summary_lines(summary):
+            click.echo(line)
+    if not summary.ok:
+        sys.exit(1)
+
+
+@cli.command("eval")
+@click.argument("eval_file", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@corpus_index_options
+@click.option("--beir", "beir_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Evaluate on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) instead.")
+@click.option("--configs", default="bm25,dense,hybrid", show_default=True,
+              help="Comma-separated configurations, or 'all' (see --list-configs).")
+@click.option("--k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Hits per question.")
+@click.option("--no-answers", is_flag=True, help="Skip the answer metrics (abstention, citation validity).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (see eval/README.md).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write a report folder: results.json, per_question.jsonl, summary.md, comparison.png.")
+@click.option("--list-configs", is_flag=True, help="List the configurations and exit.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.pass_context
+def eval_cmd(ctx, eval_file, corpus_dir, index_dir, beir_dir, configs, k, no_answers, as_json, out_dir,
+             list_configs, quiet):
+    """Measure retrieval and answers on EVAL_FILE (JSONL, see eval/README.md) or a BEIR folder.
+
+    Builds or reuses the index of the corpus, runs each configuration and reports document- and
+    page-level recall@5/@10, MRR@10 and nDCG@10, abstention precision/recall, citation validity
+    and latency. With --beir, reports document-level metrics on the BEIR collection.
+    """
+    from sscp_rag import evaluation as ev
+
+    if list_configs:
+        for c in ev.CONFIGS.values():
+            click.echo(f"{c.name:<16} {c.description}")
+        return
+    if (eval_file is None) == (beir_dir is None):
+        raise click.UsageError("give either EVAL_FILE or --beir DIR (one of them)")
+    s = _settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir)
+    chosen = ev.resolve_configs(configs)
+    progress = not (quiet or as_json)
+    if beir_dir is not None:
+        from sscp_rag.beir import evaluate_beir
+
+        run = evaluate_beir(beir_dir, s, chosen, k=k, progress=progress)
+    else:
+        run = ev.evaluate_corpus(eval_file, s, chosen, k=k, answers=not no_answers, progress=progress)
+    if out_dir is not None:
+        ev.write_report(run, out_dir)
+    if as_json:
+        _echo_json(run.to_dict())
+        return
+    click.echo(ev.format_table(run))
+    if out_dir is not None:
+        click.echo(f"\nReport written to {out_dir}")
+
+
 @cli.command("settings")
 @click.option("--markdown", is_flag=True, help="Print a Markdown table (docs/settings.md is this output).")
 def settings_cmd(markdown):
