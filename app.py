@@ -1,0 +1,570 @@
+"""sscp-rag web app: ask, search, browse and export the learning from safeguarding reviews.
+
+Run: ``streamlit run app.py --server.address 127.0.0.1`` (the README's ``./run.sh`` does this).
+Settings come from ``SSCP_RAG_*`` environment variables (``SSCP_RAG_INDEX_DIR``,
+``SSCP_RAG_CORPUS_DIR``, ``SSCP_RAG_FEEDBACK_PATH``, ...). This file only parses input, calls the
+sscp_rag library and formats; corpus text is always shown as inert, escaped Markdown.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import streamlit as st
+
+from sscp_rag.answer import answer, followup_history
+from sscp_rag.display import highlight_md, md_escape, md_paragraphs, snippet
+from sscp_rag.embedding import Embedder
+from sscp_rag.errors import IndexCorruptError, IndexMissingError, IndexStaleError, SscpRagError
+from sscp_rag.export import answer_to_docx, answer_to_markdown
+from sscp_rag.feedback import feedback_record, parse_pages, save_feedback
+from sscp_rag.index import Index, build_index, corpus_changes, load_index, read_manifest
+from sscp_rag.records import REVIEW_TYPE_LABELS, REVIEW_TYPES, Answer, page_label
+from sscp_rag.render import locate_pdf, page_png, pages_pdf
+from sscp_rag.retrieval import Filters, matched_terms, reports, search
+from sscp_rag.settings import Settings
+from sscp_rag.themes import THEME_IDS, THEMES_BY_ID
+from sscp_rag.upload import add_pdf
+
+SEARCH_POOL = 100  # passages retrieved for a search; counted per report and paged through
+PAGE_SIZE = 10
+EXAMPLES = (
+    "What did reviews say about neglect?",
+    "What is the learning about co-sleeping on a sofa?",
+    "What did reviews find about disguised compliance?",
+)
+
+st.set_page_config(page_title="Safeguarding review learning", page_icon=":material/menu_book:", layout="wide")
+
+
+# --------------------------------------------------------------------------------------------
+# resources (once per process)
+
+
+@st.cache_resource(show_spinner="Loading the embedding model…")
+def get_embedder(model_name: str, embed_backend: str, _settings: Settings) -> Embedder:
+    """The embedding model, loaded and warmed once per process."""
+    embedder = Embedder(_settings)
+    embedder.encode_query("warm-up")
+    return embedder
+
+
+@st.cache_resource(show_spinner="Loading the index…", max_entries=4)
+def get_index(settings_key: str, data_dir: str, _settings: Settings) -> Index:
+    """The index (reloaded when a build replaces its data folder), warmed with one answer so the
+    first real question is fast."""
+    embedder = get_embedder(_settings.model_name, _settings.embed_backend, _settings)
+    index = load_index(_settings, embedder=embedder)
+    if index.chunks:
+        answer(index, "What did the reviews learn?", settings=_settings.with_overrides(llm_base_url=""))
+    return index
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def page_image(path: str, mtime: float, page: int) -> bytes:
+    return page_png(Path(path), page)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def page_range_pdf(path: str, mtime: float, p0: int, p1: int) -> bytes:
+    return pages_pdf(Path(path), p0, p1)
+
+
+def open_index(settings: Settings) -> Index | None:
+    """The loaded index, or None after showing why there is none and how to build one."""
+    try:
+        manifest = read_manifest(Path(settings.index_dir))
+        data_dir = str((manifest or {}).get("data_dir", ""))
+        if manifest is None:
+            raise IndexMissingError(f"no index in {settings.index_dir}")
+        key = repr(
+            (
+                str(settings.index_dir),
+                settings.model_name,
+                settings.embed_backend,
+                settings.chunk_tokens,
+                settings.chunk_overlap,
+            )
+        )
+        return get_index(key, data_dir, settings)
+    except (IndexMissingError, IndexStaleError, IndexCorruptError) as exc:
+        no_index_screen(settings, exc)
+        return None
+
+
+def no_index_screen(settings: Settings, exc: SscpRagError) -> None:
+    missing = isinstance(exc, IndexMissingError)
+    st.warning(
+        f"**No index to search yet** in `{settings.index_dir}`."
+        if missing
+        else f"**The index cannot be used:** {md_escape(str(exc))}",
+        icon=":material/warning:",
+    )
+    st.markdown("Build it from the command line (about a minute for the demo corpus):")
+    st.code(f"sscp-rag ingest --corpus {settings.corpus_dir} --index {settings.index_dir}", language="bash")
+    st.markdown(f"or build it here from the PDFs in `{settings.corpus_dir}`:")
+    if st.button("Build the index now", type="primary", key="build_now"):
+        run_ingest(settings)
+
+
+def run_ingest(settings: Settings) -> None:
+    """Re-ingest the corpus with a progress bar, then reload the app on the new index."""
+    bar = st.progress(0.0, text="Starting…")
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        share = done / total if total else 1.0
+        frac = 0.4 * share if stage.startswith("Reading") else 0.4 + 0.6 * share
+        bar.progress(min(frac, 1.0), text=f"{stage}: {done} of {total}")
+
+    try:
+        embedder = get_embedder(settings.model_name, settings.embed_backend, settings)
+        summary = build_index(settings, progress=False, embedder=embedder, on_progress=on_progress)
+    except SscpRagError as exc:
+        bar.empty()
+        st.error(f"Ingest failed: {md_escape(str(exc))}")
+        return
+    bar.progress(1.0, text="Done")
+    st.session_state["ingest_result"] = summary.as_dict()
+    st.rerun()
+
+
+# --------------------------------------------------------------------------------------------
+# shared pieces
+
+
+def type_label(rtype: str) -> str:
+    return REVIEW_TYPE_LABELS.get(rtype, rtype)
+
+
+def theme_label(tid: str) -> str:
+    return THEMES_BY_ID[tid].label if tid in THEMES_BY_ID else tid
+
+
+def table_height(rows: int, most: int = 20) -> int:
+    """Pixels for a dataframe that shows up to ``most`` rows without scrolling."""
+    return 38 + 35 * max(1, min(rows, most))
+
+
+def built_label(built_at: str | None) -> str:
+    try:
+        return datetime.strptime(str(built_at), "%Y-%m-%dT%H:%M:%S%z").strftime("%d %b %Y, %H:%M")
+    except ValueError:
+        return str(built_at or "?")
+
+
+def show_source(
+    index: Index, settings: Settings, file: str, p0: int, p1: int, passage: str, terms: tuple[str, ...], key: str
+) -> None:
+    """A cited passage (query terms highlighted), the PDF page it is on, and the PDF itself."""
+    left, right = st.columns([3, 2], gap="medium")
+    with left:
+        if passage:
+            st.markdown(highlight_md(passage, terms))
+        path = locate_pdf(file, settings.corpus_dir, index.manifest.get("corpus_dir"))
+        if path is None:
+            st.caption(f"The PDF {md_escape(file)} is not in the corpus folder any more.")
+            return
+        mtime = path.stat().st_mtime
+        label = page_label(p0, p1)
+        row = st.container(horizontal=True)
+        row.download_button(
+            f"Cited {label} (PDF)",
+            data=lambda: page_range_pdf(str(path), mtime, p0, p1),
+            file_name=f"{path.stem}-p{p0}{f'-{p1}' if p1 > p0 else ''}.pdf",
+            mime="application/pdf",
+            key=f"pages_{key}",
+            on_click="ignore",
+            icon=":material/picture_as_pdf:",
+        )
+        row.download_button(
+            "Whole report (PDF)",
+            data=lambda: path.read_bytes(),
+            file_name=path.name,
+            mime="application/pdf",
+            key=f"pdf_{key}",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+        st.caption(f"In the whole report, go to page {p0} (the page number of the PDF file).")
+    with right:
+        try:
+            st.image(page_image(str(path), mtime, p0), caption=f"Page {p0} of {path.name}")
+        except SscpRagError as exc:
+            st.caption(md_escape(str(exc)))
+
+
+# --------------------------------------------------------------------------------------------
+# Ask
+
+
+def ask_tab(index: Index, settings: Settings) -> None:
+    turns: list[dict] = st.session_state.setdefault("turns", [])
+    history = st.container()
+    prompt = st.chat_input("Ask about the reviews, or follow up on the last answer…", key="ask_input")
+    with history:
+        if not turns and not prompt:
+            st.markdown(
+                "Ask a question and get the reports' own words, each quote cited by report and page. "
+                "Follow up with questions like *and in the Child G review?*"
+            )
+            st.caption("Try: " + " · ".join(f"*{q}*" for q in EXAMPLES))
+        for i, turn in enumerate(turns):
+            show_turn(index, settings, turn, i)
+        if prompt:
+            with st.chat_message("user"):
+                st.markdown(md_escape(prompt))
+            with st.chat_message("assistant"):
+                try:
+                    with st.spinner("Searching the reviews…"):
+                        ans = answer(
+                            index, prompt, history=followup_history([t["answer"] for t in turns]), settings=settings
+                        )
+                except SscpRagError as exc:
+                    st.error(md_escape(str(exc)))
+                    return
+                turns.append(
+                    {"answer": ans, "markdown": answer_to_markdown(ans), "docx": answer_to_docx(ans), "feedback": None}
+                )
+                show_answer(index, settings, turns[-1], len(turns) - 1)
+    if turns and st.button("Start a new conversation", icon=":material/restart_alt:", key="clear_chat"):
+        st.session_state["turns"] = []
+        st.rerun()
+
+
+def show_turn(index: Index, settings: Settings, turn: dict, i: int) -> None:
+    with st.chat_message("user"):
+        st.markdown(md_escape(turn["answer"].question))
+    with st.chat_message("assistant"):
+        show_answer(index, settings, turn, i)
+
+
+def show_answer(index: Index, settings: Settings, turn: dict, i: int) -> None:
+    """An answer: its quotes with [n] markers grouped by report, then its sources, each
+    expandable to the passage, the page image and the PDF."""
+    ans: Answer = turn["answer"]
+    if ans.standalone_query != ans.question:
+        st.caption(f"Follow-up, searched as: {md_escape(ans.standalone_query)}")
+
+    def terms_of(text: str) -> tuple[str, ...]:
+        return matched_terms(ans.standalone_query, text)
+
+    if ans.abstained:
+        st.info(ans.message, icon=":material/search_off:")
+        for j, h in enumerate(ans.related):
+            with st.expander(md_escape(f"{h.citation} — {h.title}"), icon=":material/article:"):
+                show_source(index, settings, h.file, h.page_start, h.page_end, h.text, terms_of(h.text), f"{i}_r{j}")
+    else:
+        if ans.synthesis:
+            st.markdown("**Summary** (generated, checked against the sources)")
+            st.markdown(md_paragraphs(ans.synthesis))
+        st.markdown(ans.message)
+        for sec in ans.sections:
+            lines = [f"**{md_escape(sec.short_title)}**", ""]
+            for q in sec.quotes:
+                lines += [f"> \u201c{md_escape(q.text)}\u201d \\[{q.source}\\]", ">"]
+            st.markdown("\n".join(lines[:-1]))
+        st.markdown("**Sources**")
+        for s in ans.sources:
+            label = f"[{s.n}] {s.citation} — {type_label(s.type)}{f', {s.year}' if s.year else ''}"
+            with st.expander(md_escape(label), icon=":material/article:"):
+                st.caption(md_escape(s.title))
+                show_source(
+                    index, settings, s.file, s.page_start, s.page_end, s.passage, terms_of(s.passage), f"{i}_s{s.n}"
+                )
+    export_and_feedback(index, settings, turn, i)
+
+
+def export_and_feedback(index: Index, settings: Settings, turn: dict, i: int) -> None:
+    ans: Answer = turn["answer"]
+    stem = f"answer-{i + 1}"
+    row = st.container(horizontal=True, vertical_alignment="center")
+    row.caption("Export this answer:")
+    row.download_button(
+        "Markdown",
+        data=turn["markdown"],
+        file_name=f"{stem}.md",
+        mime="text/markdown",
+        key=f"md_{i}",
+        on_click="ignore",
+        icon=":material/description:",
+    )
+    row.download_button(
+        "Word",
+        data=turn["docx"],
+        file_name=f"{stem}.docx",
+        key=f"docx_{i}",
+        on_click="ignore",
+        mime="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        icon=":material/article:",
+    )
+    with row.popover("Preview", icon=":material/visibility:"):
+        st.code(turn["markdown"], language="markdown", wrap_lines=True)
+    if turn.get("feedback"):
+        st.caption(turn["feedback"])
+        return
+    with st.expander("Was this useful? Tell us", icon=":material/thumbs_up_down:"):
+        with st.form(f"feedback_{i}", border=False):
+            files = sorted(index.by_file, key=lambda f: index.by_file[f].meta.short_title)
+            doc = st.selectbox(
+                "The right source was (optional)",
+                [""] + files,
+                key=f"fb_doc_{i}",
+                format_func=lambda f: index.by_file[f].meta.short_title if f else "—",
+            )
+            pages = st.text_input("on page(s)", placeholder="e.g. 12 or 12-13", key=f"fb_pages_{i}")
+            notes = st.text_input("Comment (optional)", key=f"fb_notes_{i}")
+            up_col, down_col = st.columns(2)
+            up = up_col.form_submit_button("Helpful", icon=":material/thumb_up:", width="stretch")
+            down = down_col.form_submit_button("Not helpful", icon=":material/thumb_down:", width="stretch")
+        if up or down:
+            try:
+                record = feedback_record(
+                    ans,
+                    "up" if up else "down",
+                    right_doc=doc or None,
+                    right_pages=parse_pages(pages),
+                    notes=notes,
+                    doc_pages={f: d.n_pages for f, d in index.by_file.items()},
+                )
+                path = save_feedback(settings.feedback_path, record)
+            except SscpRagError as exc:
+                st.error(md_escape(str(exc)))
+                return
+            except OSError as exc:
+                st.error(md_escape(f"feedback could not be saved in {settings.feedback_path} ({exc})"))
+                return
+            turn["feedback"] = f"Thank you: your feedback was saved to {md_escape(str(path))}."
+            st.rerun()
+
+
+# --------------------------------------------------------------------------------------------
+# Search
+
+
+def search_tab(index: Index, settings: Settings) -> None:
+    docs = list(index.docs.values())
+    query = st.text_input("Search the reviews", key="search_q", placeholder="e.g. co-sleeping on a sofa")
+    types = [t for t in REVIEW_TYPES if any(d.meta.type == t for d in docs)]
+    years = sorted({d.meta.year for d in docs if d.meta.year})
+    themes = [t for t in THEME_IDS if any(t in d.themes for d in docs)]
+    files = sorted(index.by_file, key=lambda f: index.by_file[f].meta.short_title)
+    c1, c2, c3, c4 = st.columns([2, 2, 2, 3])
+    sel_types = c1.multiselect("Review type", types, format_func=type_label, key="f_types")
+    if len(years) > 1:
+        year_range = c2.slider("Year", years[0], years[-1], (years[0], years[-1]), key="f_years")
+    else:
+        year_range = (years[0], years[0]) if years else (None, None)
+    sel_themes = c3.multiselect("Theme", themes, format_func=theme_label, key="f_themes")
+    sel_reports = c4.multiselect(
+        "Report", files, format_func=lambda f: index.by_file[f].meta.short_title, key="f_reports"
+    )
+    if not (query or "").strip():
+        st.caption("Type some words to search the passages of every indexed report; filters narrow the results.")
+        return
+    filters = Filters(
+        types=tuple(sel_types),
+        year_from=year_range[0] if years and year_range[0] > years[0] else None,
+        year_to=year_range[1] if years and year_range[1] < years[-1] else None,
+        themes=tuple(sel_themes),
+        reports=tuple(sel_reports),
+    )
+    try:
+        hits = search(index, query, k=SEARCH_POOL, filters=filters, settings=settings)
+    except SscpRagError as exc:
+        st.error(md_escape(str(exc)))
+        return
+    if not hits:
+        st.info("No passages match this search with these filters.", icon=":material/search_off:")
+        return
+    signature = repr((query, filters))
+    if st.session_state.get("search_sig") != signature:
+        st.session_state["search_sig"] = signature
+        st.session_state["search_page"] = 1
+    n_pages = (len(hits) + PAGE_SIZE - 1) // PAGE_SIZE
+    counts = Counter(h.short_title for h in hits)
+    main, side = st.columns([3, 1], gap="large")
+    with side:
+        st.markdown(f"**{len(hits)} passages in {len(counts)} reports**")
+        st.dataframe(
+            [{"Report": r, "Hits": n} for r, n in counts.most_common()],
+            hide_index=True,
+            height=table_height(len(counts)),
+            key="hit_counts",
+        )
+    with main:
+        pager, _ = st.columns([1, 3])
+        page = int(pager.number_input(f"Page (of {n_pages})", 1, n_pages, key="search_page"))
+        for h in hits[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]:
+            with st.container(border=True):
+                st.markdown(
+                    f"**{h.rank}. {md_escape(h.citation)}** · {md_escape(type_label(h.type))}"
+                    f"{f' · {h.year}' if h.year else ''}"
+                )
+                if h.heading or h.themes:
+                    st.caption(
+                        md_escape(" · ".join([h.heading] * bool(h.heading) + [theme_label(t) for t in h.themes]))
+                    )
+                st.markdown(highlight_md(snippet(h.text, h.matched_terms), h.matched_terms))
+                # rendered only when opened: a page of results does not render ten page images
+                more = st.expander(
+                    "Whole passage, page and PDF",
+                    icon=":material/picture_as_pdf:",
+                    key=f"more_{h.chunk_id}",
+                    on_change="rerun",
+                )
+                if more.open:
+                    with more:
+                        show_source(
+                            index, settings, h.file, h.page_start, h.page_end, h.text, h.matched_terms, f"h{h.rank}"
+                        )
+
+
+# --------------------------------------------------------------------------------------------
+# Library
+
+
+def library_tab(index: Index, settings: Settings) -> None:
+    result = st.session_state.pop("ingest_result", None)
+    if result:
+        st.success(
+            f"Index rebuilt: {result['documents']} documents, {result['pages']} pages, {result['chunks']} chunks "
+            f"({result['ingested']} read, {result['reused']} unchanged) in {result['seconds']:.0f} s."
+            if not result["up_to_date"]
+            else "The index was already up to date.",
+            icon=":material/check_circle:",
+        )
+    m = index.manifest
+    counts = m.get("counts", {})
+    st.subheader("Index status")
+    cols = st.columns(4)
+    cols[0].metric("Reports", counts.get("documents", len(index.docs)))
+    cols[1].metric("Pages", counts.get("pages", 0))
+    cols[2].metric("Passages", counts.get("chunks", len(index.chunks)))
+    cols[3].metric("Skipped files", len(index.skipped))
+    chunking = m.get("chunking", {})
+    st.markdown(
+        f"Model **{md_escape(str(m.get('model', '?')))}** ({m.get('dims', '?')} dimensions) · chunks of "
+        f"{chunking.get('chunk_tokens', '?')} tokens, {chunking.get('chunk_overlap', '?')} overlap · built "
+        f"{md_escape(built_label(m.get('built_at')))} from `{m.get('corpus_dir', '?')}` into `{settings.index_dir}`"
+    )
+    try:
+        changed = corpus_changes(settings, m)
+    except SscpRagError:
+        changed = ""
+    if changed:
+        st.warning(
+            f"The corpus has changed since this index was built ({changed}). Re-ingest to include it.",
+            icon=":material/sync_problem:",
+        )
+    if index.skipped:
+        st.markdown("**Skipped files**")
+        st.dataframe(
+            [{"File": s["file"], "Reason": s["reason"]} for s in index.skipped], hide_index=True, key="skipped"
+        )
+    else:
+        st.caption("No files were skipped.")
+    if st.button("Re-ingest the corpus", icon=":material/sync:", key="reingest"):
+        run_ingest(settings)
+
+    st.subheader("Reports")
+    rows = reports(index)
+    st.dataframe(
+        [
+            {
+                "Report": r["short_title"],
+                "Type": type_label(r["type"]),
+                "Year": r["year"],
+                "Pages": r["pages"],
+                "Themes": ", ".join(theme_label(t) for t in r["themes"]),
+                "Title": r["title"],
+                "File": r["file"],
+            }
+            for r in rows
+        ],
+        hide_index=True,
+        height=table_height(len(rows)),
+        key="reports_table",
+    )
+
+    st.subheader("Add a report")
+    upload_form(settings)
+
+
+def upload_form(settings: Settings) -> None:
+    saved = st.session_state.pop("upload_result", None)
+    if saved:
+        st.success(saved, icon=":material/check_circle:")
+    st.caption(
+        f"The PDF is saved in `{settings.corpus_dir}` and described in its manifest.json; "
+        "re-ingest to make it searchable."
+    )
+    with st.form("upload", clear_on_submit=False):
+        pdf = st.file_uploader("PDF", type=["pdf"], key="up_file")
+        c1, c2 = st.columns(2)
+        title = c1.text_input("Title", placeholder="Serious Case Review: Child X", key="up_title")
+        short = c2.text_input("Short title (used in citations)", placeholder="SCR Child X", key="up_short")
+        c3, c4, c5 = st.columns(3)
+        rtype = c3.selectbox("Review type", REVIEW_TYPES, format_func=type_label, key="up_type")
+        year = c4.number_input("Year", min_value=1990, max_value=2100, value=None, step=1, key="up_year")
+        subject = c5.text_input("Subject (pseudonym)", placeholder="Child X", key="up_subject")
+        themes = st.multiselect("Themes", THEME_IDS, format_func=theme_label, key="up_themes")
+        url = st.text_input("Source web address (optional)", key="up_url")
+        replace = st.checkbox("Replace a report with the same file name", key="up_replace")
+        submitted = st.form_submit_button("Add to the corpus", icon=":material/upload_file:")
+    if submitted:
+        if pdf is None:
+            st.error("Choose a PDF to upload.")
+            return
+        entry = {
+            "title": title,
+            "short_title": short,
+            "type": rtype,
+            "year": int(year) if year else None,
+            "subject": subject,
+            "themes": themes,
+            "source_url": url,
+        }
+        try:
+            meta = add_pdf(Path(settings.corpus_dir), pdf.name, pdf.getvalue(), entry, replace=replace)
+        except SscpRagError as exc:
+            st.error(md_escape(str(exc)))
+            return
+        st.session_state["upload_result"] = (
+            f"Saved {md_escape(meta.file)} ({md_escape(meta.short_title)}) in the corpus. "
+            "Re-ingest to make it searchable."
+        )
+        st.rerun()  # so the index status shows the corpus change
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    try:
+        settings = Settings.from_env()
+    except SscpRagError as exc:
+        st.error(f"The settings are invalid: {md_escape(str(exc))}")
+        return
+    st.title("Safeguarding review learning")
+    st.caption(
+        "Answers quote the reviews in their own words, cited by report and page. "
+        "Where the reviews say nothing, the app says so."
+    )
+    index = open_index(settings)
+    if index is None:
+        return
+    ask, find, library = st.tabs(["Ask", "Search", "Library"])
+    try:
+        with ask:
+            ask_tab(index, settings)
+        with find:
+            search_tab(index, settings)
+        with library:
+            library_tab(index, settings)
+    except SscpRagError as exc:  # never a traceback for a domain error
+        st.error(md_escape(str(exc)))
+
+
+main()

@@ -1,0 +1,142 @@
+"""Adding an uploaded PDF, with its metadata, to a corpus folder and its root manifest.json.
+
+The upload is checked before anything is written: it must be a readable, unencrypted PDF with at
+least one page, its metadata must pass the manifest's own validation, and it must not overwrite a
+file unless asked to. The PDF and the manifest are each written to a temporary file and renamed
+into place, so a failure leaves the corpus as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sscp_rag.corpus import MANIFEST_NAME, meta_from_entry
+from sscp_rag.errors import CorpusError, PdfError
+from sscp_rag.records import DocumentMeta
+
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+
+
+def safe_pdf_name(filename: str) -> str:
+    """A plain file name for an upload: no folders, only letters, digits, ``.``, ``_`` and ``-``,
+    ending in ``.pdf``. Raises CorpusError when nothing usable is left."""
+    base = re.split(r"[\\/]", filename or "")[-1].strip()
+    stem, dot, ext = base.rpartition(".")
+    if not dot or ext.lower() != "pdf":
+        raise CorpusError(f"{base or 'the upload'!r} is not a .pdf file name")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-_")
+    if not stem:
+        raise CorpusError(f"{base!r} has no usable file name; rename it, e.g. scr-child-x.pdf")
+    return f"{stem}.pdf"
+
+
+def check_pdf(data: bytes, name: str = "the upload") -> int:
+    """The page count of PDF ``data``; raises PdfError if it is not a readable, unencrypted PDF."""
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    if not data:
+        raise PdfError(f"{name} is empty")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise PdfError(f"{name} is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+    if b"%PDF-" not in data[:1024]:
+        raise PdfError(f"{name} is not a PDF (no %PDF- header)")
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise PdfError(f"{name} is encrypted; upload an unprotected copy")
+        n = len(reader.pages)
+    except PdfError:
+        raise
+    except (PyPdfError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise PdfError(f"{name} is not a readable PDF ({exc})") from exc
+    if n < 1:
+        raise PdfError(f"{name} has no pages")
+    return n
+
+
+@contextlib.contextmanager
+def _corpus_lock(corpus_dir: Path) -> Iterator[None]:
+    fd = os.open(corpus_dir, os.O_RDONLY)  # lock the folder itself: no lock file in the corpus
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _read_root_manifest(path: Path) -> tuple[Any, list[dict[str, Any]]]:
+    """(whole JSON value, its documents list) of a root manifest; a new one if it is missing."""
+    if not path.exists():
+        data: Any = {"documents": []}
+        return data, data["documents"]
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CorpusError(f"{path}: not a valid manifest ({exc}); fix it before uploading") from exc
+    docs = data.get("documents") if isinstance(data, dict) else data
+    if not isinstance(docs, list):
+        raise CorpusError(f"{path}: not a valid manifest (no documents list); fix it before uploading")
+    return data, docs
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.uploading")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def add_pdf(corpus_dir: Path, filename: str, data: bytes, entry: dict[str, Any], replace: bool = False) -> DocumentMeta:
+    """Save PDF ``data`` as ``corpus_dir/<safe filename>`` and add (or update) its entry in
+    ``corpus_dir/manifest.json``. ``entry`` holds manifest fields (title, short_title, type,
+    year, date, subject, source_url, themes, ...); ``file`` is set here. The corpus must be
+    re-ingested for the report to be searchable. Returns the report's metadata.
+
+    Raises CorpusError or PdfError, before writing anything, for a bad name, a bad PDF, invalid
+    metadata, or an existing file when ``replace`` is false.
+    """
+    corpus_dir = Path(corpus_dir)
+    if not corpus_dir.is_dir():
+        raise CorpusError(f"corpus folder {corpus_dir} does not exist")
+    name = safe_pdf_name(filename)
+    check_pdf(data, name)
+    clean = {k: v for k, v in entry.items() if v not in (None, "", [], ())}
+    if not str(clean.get("title", "")).strip():
+        raise CorpusError("give the report a title")
+    clean["file"] = name
+    try:
+        meta = meta_from_entry(name, clean)
+    except (ValueError, TypeError) as exc:
+        raise CorpusError(f"the metadata of {name} is invalid ({exc})") from exc
+    clean["themes"] = list(meta.themes)
+    if meta.year is not None:
+        clean["year"] = meta.year
+    target = corpus_dir / name
+    manifest_path = corpus_dir / MANIFEST_NAME
+    with _corpus_lock(corpus_dir):
+        if target.exists() and not replace:
+            raise CorpusError(f"{name} is already in the corpus; rename the file or choose to replace it")
+        whole, docs = _read_root_manifest(manifest_path)
+        docs[:] = [d for d in docs if not (isinstance(d, dict) and d.get("file") == name)]
+        docs.append({"file": name, **{k: v for k, v in clean.items() if k != "file"}})
+        text = json.dumps(whole, indent=2, ensure_ascii=False) + "\n"
+        previous = target.read_bytes() if target.exists() else None
+        try:
+            _write_atomic(target, data)
+            _write_atomic(manifest_path, text.encode("utf-8"))
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # put the corpus back as it was
+                if previous is None:
+                    target.unlink(missing_ok=True)
+                else:
+                    _write_atomic(target, previous)
+            raise CorpusError(f"{name} could not be saved in {corpus_dir} ({exc})") from exc
+    return meta

@@ -1,0 +1,115 @@
+"""Adding an uploaded PDF to a corpus, and re-ingesting it with progress reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader, PdfWriter
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfgen import canvas
+
+from sscp_rag.embedding import Embedder
+from sscp_rag.errors import CorpusError, PdfError
+from sscp_rag.index import build_index, load_index
+from sscp_rag.settings import Settings
+from sscp_rag.upload import add_pdf, check_pdf, safe_pdf_name
+
+
+def _pdf_bytes(tmp_path: Path, lines: list[str], name: str = "src.pdf") -> bytes:
+    path = tmp_path / name
+    c = canvas.Canvas(str(path), pagesize=A4)
+    y = 800
+    for line in lines:
+        c.drawString(60, y, line)
+        y -= 20
+    c.showPage()
+    c.save()
+    return path.read_bytes()
+
+
+ENTRY = {"title": "Serious Case Review: Baby R", "short_title": "SCR Baby R", "type": "serious case review",
+         "year": 2022, "subject": "Baby R", "themes": ["co-sleeping", "neglect"], "source_url": ""}  # fmt: skip
+
+
+def test_add_pdf_saves_the_file_and_merges_the_manifest(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    other = {"file": "old.pdf", "title": "Old", "type": "SCR", "pages": 3}
+    (corpus / "manifest.json").write_text(json.dumps({"documents": [other]}))
+    data = _pdf_bytes(tmp_path, ["Serious Case Review: Baby R"])
+    meta = add_pdf(corpus, "C:\\Users\\me\\Baby R (final).PDF", data, ENTRY)
+    assert meta.file == "Baby-R-final.pdf" and meta.type == "SCR" and meta.themes == ("safer-sleep", "neglect")
+    assert (corpus / "Baby-R-final.pdf").read_bytes() == data
+    docs = json.loads((corpus / "manifest.json").read_text())["documents"]
+    assert docs[0] == other  # other entries are kept as they were
+    assert docs[1] == {"file": "Baby-R-final.pdf", "title": "Serious Case Review: Baby R",
+                       "short_title": "SCR Baby R", "type": "serious case review", "year": 2022,
+                       "subject": "Baby R", "themes": ["safer-sleep", "neglect"]}  # fmt: skip
+    assert sorted(p.name for p in corpus.iterdir()) == ["Baby-R-final.pdf", "manifest.json"]
+
+    # the same name again is refused unless replacing; replacing updates the one entry
+    with pytest.raises(CorpusError, match="already in the corpus"):
+        add_pdf(corpus, "Baby-R-final.pdf", data, ENTRY)
+    add_pdf(corpus, "Baby-R-final.pdf", data, {**ENTRY, "year": 2023}, replace=True)
+    docs = json.loads((corpus / "manifest.json").read_text())["documents"]
+    assert [d["file"] for d in docs] == ["old.pdf", "Baby-R-final.pdf"] and docs[1]["year"] == 2023
+
+
+def test_bad_uploads_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    good = _pdf_bytes(tmp_path, ["A report"])
+    writer = PdfWriter(clone_from=PdfReader(tmp_path / "src.pdf"))
+    writer.encrypt("secret")
+    enc = tmp_path / "enc.pdf"
+    with enc.open("wb") as fh:
+        writer.write(fh)
+    cases = [
+        ("notes.txt", good, ENTRY, CorpusError, "not a .pdf"),
+        ("x.pdf", b"", ENTRY, PdfError, "empty"),
+        ("x.pdf", b"hello, I am text", ENTRY, PdfError, "not a PDF"),
+        ("x.pdf", b"%PDF-1.7\n garbage", ENTRY, PdfError, "not a readable PDF"),
+        ("x.pdf", enc.read_bytes(), ENTRY, PdfError, "encrypted"),
+        ("x.pdf", good, {**ENTRY, "type": "novel"}, CorpusError, "unknown review type"),
+        ("x.pdf", good, {**ENTRY, "title": " "}, CorpusError, "title"),
+        ("(!).pdf", good, ENTRY, CorpusError, "no usable file name"),
+    ]
+    for name, data, entry, err, msg in cases:
+        with pytest.raises(err, match=msg):
+            add_pdf(corpus, name, data, entry)
+    assert list(corpus.iterdir()) == []
+    (corpus / "manifest.json").write_text("{broken")
+    with pytest.raises(CorpusError, match="not a valid manifest"):
+        add_pdf(corpus, "x.pdf", good, ENTRY)
+    assert sorted(p.name for p in corpus.iterdir()) == ["manifest.json"]
+    with pytest.raises(CorpusError, match="does not exist"):
+        add_pdf(tmp_path / "nope", "x.pdf", good, ENTRY)
+
+
+def test_safe_names_and_page_counts(tmp_path: Path) -> None:
+    assert safe_pdf_name("../../etc/passwd.pdf") == "passwd.pdf"
+    assert safe_pdf_name("SCR Child D.Pdf") == "SCR-Child-D.pdf"
+    assert check_pdf(_pdf_bytes(tmp_path, ["one"])) == 1
+
+
+def test_uploaded_report_is_indexed_with_progress_reports(tmp_path: Path, embedder: Embedder) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    add_pdf(corpus, "baby-r.pdf", _pdf_bytes(tmp_path, [
+        "Serious Case Review: Baby R",
+        "The review found that safer sleep advice was given once and never repeated to the father.",
+        "Health visitors should repeat safer sleep advice whenever the family's circumstances change.",
+    ]), ENTRY)  # fmt: skip
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+    calls: list[tuple[str, int, int]] = []
+    summary = build_index(settings, progress=False, embedder=embedder, on_progress=lambda *a: calls.append(a))
+    assert summary.documents == 1
+    reads = [c for c in calls if c[0] == "Reading PDFs"]
+    assert reads and reads[-1][1:] == (1, 1)
+    embeds = [c for c in calls if c[0] == "Embedding chunks"]
+    assert embeds and embeds[-1][1] == embeds[-1][2] == summary.embedded
+    index = load_index(settings, embedder=embedder)
+    meta = index.by_file["baby-r.pdf"].meta
+    assert (meta.short_title, meta.type, meta.year, meta.inferred) == ("SCR Baby R", "SCR", 2022, False)
