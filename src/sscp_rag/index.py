@@ -22,9 +22,10 @@ import sqlite3
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -32,22 +33,25 @@ from tqdm import tqdm
 from sscp_rag import __version__
 from sscp_rag import store as st
 from sscp_rag.chunking import DocText, chunk_document, join_pages, make_splitter
-from sscp_rag.corpus import infer_meta, list_pdfs, load_manifests
+from sscp_rag.corpus import CorpusFile, infer_meta, list_pdfs, load_manifests
 from sscp_rag.embedding import Embedder
 from sscp_rag.errors import (
+    ConfigError,
     CorpusError,
     IndexCorruptError,
     IndexMissingError,
     IndexStaleError,
-    PdfError,
     SscpRagError,
 )
-from sscp_rag.pdf import read_pdf
+from sscp_rag.pdf import ExtractedPdf, read_pdfs
 from sscp_rag.records import Chunk, DocumentMeta, content_id
 from sscp_rag.settings import Settings
 from sscp_rag.themes import THEME_IDS, tag_text, theme_descriptions
 
-INDEX_SCHEMA = 1
+# Bump when the stored data or the text pipeline (extraction, cleaning, chunking) changes, so
+# older indexes are rebuilt rather than mixed with new chunks. 2: running lines of 2-page
+# documents, page-spanning hyphenation, chunk offsets, heading rules.
+INDEX_SCHEMA = 2
 MANIFEST = "manifest.json"
 
 
@@ -90,6 +94,8 @@ class IngestSummary:
     chunks: int = 0
     embedded: int = 0  # chunk texts embedded in this run (the rest came from the cache)
     seconds: float = 0.0
+    read_seconds: float = 0.0  # reading, cleaning and chunking the PDFs read in this run
+    embed_seconds: float = 0.0  # embedding the chunks not in the cache
     up_to_date: bool = False
     index_dir: str = ""
 
@@ -103,14 +109,88 @@ class IngestSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "files": self.files, "documents": self.documents, "ingested": self.ingested,
-            "reused": self.reused, "removed": self.removed,
+            "files": self.files,
+            "documents": self.documents,
+            "ingested": self.ingested,
+            "reused": self.reused,
+            "removed": self.removed,
             "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
-            "pages": self.pages, "pages_read": self.pages_read, "chunks": self.chunks,
-            "embedded": self.embedded, "seconds": round(self.seconds, 3),
-            "pages_per_second": round(self.pages_per_second, 2), "up_to_date": self.up_to_date,
+            "pages": self.pages,
+            "pages_read": self.pages_read,
+            "chunks": self.chunks,
+            "embedded": self.embedded,
+            "seconds": round(self.seconds, 3),
+            "read_seconds": round(self.read_seconds, 3),
+            "embed_seconds": round(self.embed_seconds, 3),
+            "pages_per_second": round(self.pages_per_second, 2),
+            "up_to_date": self.up_to_date,
             "index_dir": self.index_dir,
         }
+
+
+# --------------------------------------------------------------------------------------------
+# read and chunk (no embedding)
+
+
+@dataclass(frozen=True)
+class ChunkedDoc:
+    """One PDF read, cleaned and chunked as an ingest does it, not yet embedded."""
+
+    file: CorpusFile
+    meta: DocumentMeta
+    pdf: ExtractedPdf
+    doc: DocText
+    chunks: tuple[Chunk, ...]
+
+
+def chunk_files(
+    settings: Settings,
+    files: Sequence[CorpusFile],
+    manifests: dict[str, DocumentMeta],
+    tokenizer: Any,
+    progress: bool = False,
+    on_file: Callable[[int, int], None] | None = None,
+) -> tuple[list[ChunkedDoc], list[tuple[str, str]]]:
+    """Read, clean and chunk ``files`` (in parallel processes where worth it).
+
+    Returns the documents, in the order of ``files``, and the skipped files with their one-line
+    reasons. Metadata comes from ``manifests`` or, for a file no manifest lists, is inferred from
+    its name and first page. ``on_file(done, total)`` is called after each file.
+    """
+    splitter = make_splitter(tokenizer, settings.chunk_tokens, settings.chunk_overlap)
+    docs: list[ChunkedDoc] = []
+    skipped: list[tuple[str, str]] = []
+    bar = tqdm(total=len(files), desc="Reading PDFs", unit="file", disable=not progress, leave=False)
+    results = read_pdfs([(f.path, f.rel) for f in files], settings.read_workers, [f.size for f in files])
+    for done, (f, result) in enumerate(zip(files, results), start=1):
+        bar.set_postfix_str(f.rel[-40:])
+        bar.update()
+        if on_file:
+            on_file(done, len(files))
+        if isinstance(result, str):
+            skipped.append((f.rel, result))
+            continue
+        meta = manifests.get(f.rel) or infer_meta(f.rel, result.first_page_raw)
+        doc = join_pages(result.pages)
+        chunks = tuple(c for c in chunk_document(meta, doc, splitter) if c.text.strip())
+        if not chunks:
+            skipped.append((f.rel, "no text left after cleaning"))
+            continue
+        docs.append(ChunkedDoc(f, meta, result, doc, chunks))
+    bar.close()
+    return docs, skipped
+
+
+def chunk_corpus(
+    settings: Settings, files: Sequence[CorpusFile] | None = None, progress: bool = False
+) -> tuple[list[ChunkedDoc], list[tuple[str, str]]]:
+    """Read, clean and chunk the PDFs of ``settings.corpus_dir`` (or just ``files`` of it) exactly
+    as ``build_index`` would, without embedding or writing anything: for checks of extraction,
+    page spans and chunking, and for benchmarks. Loads only the tokenizer, not the model."""
+    corpus = Path(settings.corpus_dir)
+    if files is None:
+        files = list_pdfs(corpus)
+    return chunk_files(settings, files, load_manifests(corpus), Embedder(settings).tokenizer, progress)
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,9 +218,17 @@ def _build_lock(index_dir: Path) -> Iterator[None]:
         yield
 
 
-def build_index(settings: Settings, progress: bool = True, strict: bool = False,
-                embedder: Embedder | None = None) -> IngestSummary:
+def build_index(
+    settings: Settings,
+    progress: bool = True,
+    strict: bool = False,
+    embedder: Embedder | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> IngestSummary:
     """Ingest ``settings.corpus_dir`` into ``settings.index_dir``, incrementally and atomically.
+
+    ``on_progress(stage, done, total)``, if given, is called as files are read and chunks embedded
+    (for a UI progress bar; ``progress`` drives the terminal's tqdm bars).
 
     Bad files are skipped with a one-line reason (in the summary and the manifest). Raises
     CorpusError when the corpus has no PDFs or nothing could be ingested, and, with ``strict``,
@@ -152,7 +240,13 @@ def build_index(settings: Settings, progress: bool = True, strict: bool = False,
     if not files:
         raise CorpusError(f"no PDF files found in {corpus}")
     manifests = load_manifests(corpus)
+    sha_of = {f.rel: f.sha256 for f in files}
     summary = IngestSummary(files=len(files), index_dir=str(index_dir))
+    if embedder is not None and (embedder.settings.model_name, embedder.settings.embed_backend) != (
+        settings.model_name,
+        settings.embed_backend,
+    ):
+        raise ConfigError("the embedder given to build_index uses another model or backend than the settings")
 
     with _build_lock(index_dir):
         old = read_manifest(index_dir)
@@ -173,7 +267,9 @@ def build_index(settings: Settings, progress: bool = True, strict: bool = False,
         tmp_dir.mkdir(parents=True)
         try:
             embedder = embedder or Embedder(settings)
-            _build_into(tmp_dir, settings, files, manifests, old, old_conn, embedder, summary, progress)
+            dims = _build_into(
+                tmp_dir, settings, files, manifests, old, old_conn, embedder, summary, progress, on_progress
+            )
         except BaseException:
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise
@@ -194,11 +290,11 @@ def build_index(settings: Settings, progress: bool = True, strict: bool = False,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "corpus_dir": str(corpus),
             "model": settings.model_name,
-            "dims": embedder.dims,
+            "dims": dims,
             "chunking": {"chunk_tokens": settings.chunk_tokens, "chunk_overlap": settings.chunk_overlap},
             "code_version": __version__,
             "files": summary_files(final_dir),
-            "skipped": [{"file": f, "reason": r} for f, r in summary.skipped],
+            "skipped": [{"file": f, "reason": r, "sha256": sha_of.get(f)} for f, r in summary.skipped],
             "counts": {"documents": summary.documents, "pages": summary.pages, "chunks": summary.chunks},
             "last_run": summary.as_dict(),
         }
@@ -215,9 +311,12 @@ def summary_files(data_dir: Path) -> dict[str, dict[str, Any]]:
     conn = st.connect(data_dir / "chunks.sqlite", readonly=True)
     try:
         return {
-            r["file"]: {"sha256": r["sha256"], "pages": r["n_pages"], "meta_key": r["meta_key"],
-                        "chunks": conn.execute("SELECT COUNT(*) FROM chunks WHERE doc_id=?",
-                                               (r["doc_id"],)).fetchone()[0]}
+            r["file"]: {
+                "sha256": r["sha256"],
+                "pages": r["n_pages"],
+                "meta_key": r["meta_key"],
+                "chunks": conn.execute("SELECT COUNT(*) FROM chunks WHERE doc_id=?", (r["doc_id"],)).fetchone()[0],
+            }
             for r in conn.execute("SELECT file, sha256, n_pages, meta_key, doc_id FROM docs ORDER BY file")
         }
     finally:
@@ -246,60 +345,91 @@ def _unchanged(old: dict, files: list, manifests: dict[str, DocumentMeta]) -> bo
     old_skipped = {s["file"]: s.get("sha256") for s in old.get("skipped", [])}
     for f in files:
         if f.rel in old_files:
-            if old_files[f.rel]["sha256"] != f.sha256 or old_files[f.rel]["meta_key"] != _meta_key(manifests.get(f.rel)):
+            entry = old_files[f.rel]
+            if entry["sha256"] != f.sha256 or entry["meta_key"] != _meta_key(manifests.get(f.rel)):
                 return False
         elif old_skipped.get(f.rel) != f.sha256:
             return False
     return len(files) == len(old_files) + len(old_skipped)
 
 
-def _build_into(data_dir: Path, settings: Settings, files: list, manifests: dict[str, DocumentMeta],
-                old: dict | None, old_conn: sqlite3.Connection | None, embedder: Embedder,
-                summary: IngestSummary, progress: bool) -> None:
+def _build_into(
+    data_dir: Path,
+    settings: Settings,
+    files: list,
+    manifests: dict[str, DocumentMeta],
+    old: dict | None,
+    old_conn: sqlite3.Connection | None,
+    embedder: Embedder,
+    summary: IngestSummary,
+    progress: bool,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> int:
+    """Write a complete build into ``data_dir``; returns the vectors' dimensions (0 if no document
+    could be ingested, in which case nothing is written)."""
+    report = on_progress or (lambda stage, done, total: None)
     conn = st.create(data_dir / "chunks.sqlite")
     old_docs = st.doc_rows(old_conn) if old_conn is not None else {}
-    splitter = None
     docs: list[tuple[DocumentMeta, list[Chunk], list[str], bool]] = []  # meta, chunks, keys, is_new
     doc_info: dict[str, tuple[str, int, DocText]] = {}
 
-    bar = tqdm(files, desc="Reading PDFs", unit="file", disable=not progress, leave=False)
-    for f in bar:
-        bar.set_postfix_str(f.rel[-40:])
-        meta = manifests.get(f.rel)
-        prev = old_docs.get(f.rel)
-        if prev is not None and prev["sha256"] == f.sha256 and prev["meta_key"] == _meta_key(meta):
+    # Unchanged files (same bytes, same manifest entry) are copied from the previous build.
+    reuse = {
+        f.rel: old_docs[f.rel]
+        for f in files
+        if f.rel in old_docs
+        and old_docs[f.rel]["sha256"] == f.sha256
+        and old_docs[f.rel]["meta_key"] == _meta_key(manifests.get(f.rel))
+    }
+    to_read = [f for f in files if f.rel not in reuse]
+    t_read = time.perf_counter()
+    fresh: dict[str, ChunkedDoc] = {}
+    if to_read:
+        read, skipped = chunk_files(
+            settings,
+            to_read,
+            manifests,
+            embedder.tokenizer,
+            progress,
+            on_file=lambda done, total: report("Reading PDFs", done, total),
+        )
+        fresh = {d.file.rel: d for d in read}
+        summary.skipped.extend(skipped)
+    report("Reading PDFs", len(to_read), len(to_read))
+    summary.read_seconds = time.perf_counter() - t_read
+
+    for f in files:
+        prev = reuse.get(f.rel)
+        if prev is not None:
             meta_prev = st.meta_from_json(prev["meta"])
             pairs = list(st.iter_chunks(old_conn, prev["doc_id"]))
-            doc = DocText(prev["text"], tuple(json.loads(prev["page_starts"])),
-                          tuple((o, h) for o, h in json.loads(prev["headings"])))
+            doc = DocText(
+                prev["text"],
+                tuple(json.loads(prev["page_starts"])),
+                tuple((o, h) for o, h in json.loads(prev["headings"])),
+            )
             st.insert_pages(conn, meta_prev.doc_id, st.page_rows(old_conn, prev["doc_id"]))
             docs.append((meta_prev, [c for c, _ in pairs], [k for _, k in pairs], False))
             doc_info[meta_prev.doc_id] = (f.sha256, prev["n_pages"], doc)
             summary.reused += 1
             summary.pages += prev["n_pages"]
             continue
-        try:
-            extracted = read_pdf(f.path, f.rel)
-        except PdfError as exc:
-            summary.skipped.append((f.rel, str(exc)))
+        d = fresh.get(f.rel)
+        if d is None:  # skipped
             continue
-        meta = meta or infer_meta(f.rel, extracted.first_page_raw)
-        doc = join_pages(extracted.pages)
-        if splitter is None:
-            splitter = make_splitter(embedder.tokenizer, settings.chunk_tokens, settings.chunk_overlap)
-        chunks = [c for c in chunk_document(meta, doc, splitter) if c.text.strip()]
-        if not chunks:
-            summary.skipped.append((f.rel, "no text left after cleaning"))
-            continue
-        keys = [content_id("emb", settings.model_name, settings.embed_backend, embed_text(meta, c), length=32)
-                for c in chunks]
-        st.insert_pages(conn, meta.doc_id, [(p.page, p.text) for p in extracted.pages])
-        docs.append((meta, chunks, keys, True))
-        doc_info[meta.doc_id] = (f.sha256, extracted.n_pages, doc)
+        keys = [
+            content_id("emb", settings.model_name, settings.embed_backend, embed_text(d.meta, c), length=32)
+            for c in d.chunks
+        ]
+        st.insert_pages(conn, d.meta.doc_id, [(p.page, p.text) for p in d.pdf.pages])
+        docs.append((d.meta, list(d.chunks), keys, True))
+        doc_info[d.meta.doc_id] = (f.sha256, d.pdf.n_pages, d.doc)
         summary.ingested += 1
-        summary.pages += extracted.n_pages
-        summary.pages_read += extracted.n_pages
-    bar.close()
+        summary.pages += d.pdf.n_pages
+        summary.pages_read += d.pdf.n_pages
+    if not docs:
+        conn.close()
+        return 0
 
     # Embeddings: from the previous build's cache where the text is unchanged, else computed.
     all_keys = [k for _, _, keys, _ in docs for k in keys]
@@ -308,25 +438,29 @@ def _build_into(data_dir: Path, settings: Settings, files: list, manifests: dict
     missing = [k for k in dict.fromkeys(all_keys) if k not in cached]
     summary.embedded = len(missing)
     batch = max(1, settings.embed_batch_size) * 4
-    ebar = tqdm(total=len(missing), desc="Embedding chunks", unit="chunk", disable=not progress or not missing,
-                leave=False)
+    t_embed = time.perf_counter()
+    ebar = tqdm(
+        total=len(missing), desc="Embedding chunks", unit="chunk", disable=not progress or not missing, leave=False
+    )
     for i in range(0, len(missing), batch):
         keys = missing[i : i + batch]
         vecs = embedder.encode([texts[k] for k in keys])
         cached.update(zip(keys, vecs))
         ebar.update(len(keys))
+        report("Embedding chunks", min(i + batch, len(missing)), len(missing))
     ebar.close()
+    summary.embed_seconds = time.perf_counter() - t_embed
     st.put_embeddings(conn, ((k, cached[k]) for k in dict.fromkeys(all_keys)))
 
-    theme_vecs = embedder.encode(theme_descriptions())
+    # Only new documents are tagged (reused ones keep their themes): no model load without them.
+    theme_vecs = embedder.encode(theme_descriptions()) if any(new for *_, new in docs) else None
     row = 0
     all_chunks: list[Chunk] = []
     bm25_texts: list[str] = []
     for meta, chunks, keys, is_new in docs:
         if is_new:
             chunks = [
-                Chunk(**{**c.__dict__, "themes": tag_text(c.text, cached[k], theme_vecs)})
-                for c, k in zip(chunks, keys)
+                Chunk(**{**c.__dict__, "themes": tag_text(c.text, cached[k], theme_vecs)}) for c, k in zip(chunks, keys)
             ]
         st.insert_chunks(conn, row, chunks, keys)
         row += len(chunks)
@@ -337,16 +471,26 @@ def _build_into(data_dir: Path, settings: Settings, files: list, manifests: dict
             counts.setdefault(t, 0)
         themes = [t for t in THEME_IDS if t in counts]
         sha, n_pages, doc = doc_info[meta.doc_id]
-        st.insert_doc(conn, meta, sha, n_pages, doc.text, doc.page_starts, doc.headings, themes,
-                      {t: counts[t] for t in themes}, _meta_key(manifests.get(meta.file)))
+        st.insert_doc(
+            conn,
+            meta,
+            sha,
+            n_pages,
+            doc.text,
+            doc.page_starts,
+            doc.headings,
+            themes,
+            {t: counts[t] for t in themes},
+            _meta_key(manifests.get(meta.file)),
+        )
     conn.commit()
     conn.close()
     summary.chunks = len(all_chunks)
 
-    matrix = np.vstack([cached[k] for _, _, keys, _ in docs for k in keys]) if all_chunks else \
-        np.zeros((0, embedder.dims), dtype=np.float32)
+    matrix = np.vstack([cached[k] for _, _, keys, _ in docs for k in keys])
     _write_vectors(data_dir, matrix)
     _write_bm25(data_dir, bm25_texts)
+    return int(matrix.shape[1])
 
 
 def _write_vectors(data_dir: Path, matrix: np.ndarray) -> None:
@@ -403,10 +547,12 @@ class Index:
             self.docs: dict[str, DocInfo] = {}
             for r in self.conn.execute("SELECT * FROM docs ORDER BY file"):
                 meta = st.meta_from_json(r["meta"])
-                doc = DocText(r["text"], tuple(json.loads(r["page_starts"])),
-                              tuple((o, h) for o, h in json.loads(r["headings"])))
-                self.docs[r["doc_id"]] = DocInfo(meta, r["n_pages"], tuple(json.loads(r["themes"])),
-                                                 json.loads(r["theme_counts"]), doc)
+                doc = DocText(
+                    r["text"], tuple(json.loads(r["page_starts"])), tuple((o, h) for o, h in json.loads(r["headings"]))
+                )
+                self.docs[r["doc_id"]] = DocInfo(
+                    meta, r["n_pages"], tuple(json.loads(r["themes"])), json.loads(r["theme_counts"]), doc
+                )
             self.chunks: list[Chunk] = [c for c, _ in st.iter_chunks(self.conn)]
             self.faiss = faiss.read_index(str(data_dir / "dense.faiss"))
             self.bm25 = bm25s.BM25.load(str(data_dir / "bm25"))
@@ -451,8 +597,9 @@ class Index:
         self.conn.close()
 
 
-def load_index(settings: Settings, check: Callable[[dict], None] | None = None,
-               embedder: Embedder | None = None) -> Index:
+def load_index(
+    settings: Settings, check: Callable[[dict], None] | None = None, embedder: Embedder | None = None
+) -> Index:
     """Load the index in ``settings.index_dir``; refuse, with a clear message, if it is missing or
     was built with other settings or code. An already loaded ``embedder`` may be shared."""
     index_dir = Path(settings.index_dir)
@@ -484,8 +631,10 @@ def corpus_changes(settings: Settings, manifest: dict[str, Any]) -> str:
     corpus = Path(settings.corpus_dir)
     if not corpus.is_dir() or Path(manifest.get("corpus_dir", "")).resolve() != corpus.resolve():
         return ""
-    indexed = {**{f: v["sha256"] for f, v in manifest.get("files", {}).items()},
-               **{s["file"]: s.get("sha256") for s in manifest.get("skipped", [])}}
+    indexed = {
+        **{f: v["sha256"] for f, v in manifest.get("files", {}).items()},
+        **{s["file"]: s.get("sha256") for s in manifest.get("skipped", [])},
+    }
     current = {f.rel: f.sha256 for f in list_pdfs(corpus)}
     added = len(set(current) - set(indexed))
     removed = len(set(indexed) - set(current))

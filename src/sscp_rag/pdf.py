@@ -12,9 +12,15 @@ Cleaning, per document:
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import re
+import sys
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +33,7 @@ from sscp_rag.records import Page
 # pypdf logs recoverable oddities of real PDFs as warnings; they are not the user's concern.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
+PARALLEL_MIN_BYTES = 256 * 1024  # below this much PDF, starting reader processes costs more than it saves
 MIN_DOC_CHARS = 40  # fewer extracted characters than this in the whole file = no text layer
 EDGE_LINES = 3  # lines at the top and bottom of a page that may be running headers/footers
 
@@ -41,12 +48,14 @@ _END_PUNCT = tuple(".?!:;")
 
 @dataclass(frozen=True)
 class ExtractedPdf:
-    """The cleaned pages of one PDF; ``empty_pages`` lists pages that had no text."""
+    """The cleaned pages of one PDF; ``empty_pages`` lists pages that had no text, and
+    ``raw_pages`` holds pypdf's text of each page before cleaning."""
 
     pages: tuple[Page, ...]
     n_pages: int
     empty_pages: tuple[int, ...]
     first_page_raw: str
+    raw_pages: tuple[str, ...] = ()
 
 
 def check_pdf_bytes(path: Path) -> None:
@@ -67,8 +76,31 @@ def check_pdf_bytes(path: Path) -> None:
         raise PdfError("truncated PDF (no end-of-file marker; re-download or re-save it)")
 
 
+_PYPDF_FAILURES = (
+    PdfReadError,
+    PyPdfError,
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    AssertionError,
+    RecursionError,
+    OSError,
+    ZeroDivisionError,
+)
+
+
+def _one_line(exc: BaseException, limit: int = 120) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:limit]}"
+
+
 def read_pdf(path: Path, file: str) -> ExtractedPdf:
-    """Extract and clean every page of a PDF. Raises PdfError with a one-line reason."""
+    """Extract and clean every page of a PDF. Raises PdfError with a one-line reason.
+
+    A page whose text cannot be extracted counts as empty (the others still ingest); a file none
+    of whose pages can be read is corrupt.
+    """
     check_pdf_bytes(path)
     try:
         reader = PdfReader(str(path), strict=False)
@@ -76,23 +108,32 @@ def read_pdf(path: Path, file: str) -> ExtractedPdf:
             try:
                 ok = reader.decrypt("")
             except (NotImplementedError, PyPdfError) as exc:
-                raise PdfError(f"encrypted PDF that cannot be decrypted ({exc})") from exc
+                raise PdfError(f"encrypted PDF that cannot be decrypted ({_one_line(exc)})") from exc
             if not ok:
                 raise PdfError("encrypted PDF (password required; save an unprotected copy)")
-        raw_pages = [page.extract_text() or "" for page in reader.pages]
+        page_objs = list(reader.pages)
     except PdfError:
         raise
     except FileNotDecryptedError as exc:
         raise PdfError("encrypted PDF (password required; save an unprotected copy)") from exc
-    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError,
-            IndexError, AssertionError, RecursionError, OSError, ZeroDivisionError) as exc:
-        raise PdfError(f"corrupt PDF ({type(exc).__name__}: {str(exc)[:120]})") from exc
-    if not raw_pages:
-        raise PdfError("PDF has no pages")
+    except _PYPDF_FAILURES as exc:
+        raise PdfError(f"corrupt PDF ({_one_line(exc)})") from exc
+    if not page_objs:
+        raise PdfError("corrupt PDF (no pages found)")
+    raw_pages: list[str] = []
+    failures: list[BaseException] = []
+    for page in page_objs:
+        try:
+            raw_pages.append(page.extract_text() or "")
+        except FileNotDecryptedError as exc:
+            raise PdfError("encrypted PDF (password required; save an unprotected copy)") from exc
+        except _PYPDF_FAILURES as exc:
+            failures.append(exc)
+            raw_pages.append("")
+    if len(failures) == len(page_objs):
+        raise PdfError(f"corrupt PDF (no page could be read; {_one_line(failures[0])})") from failures[0]
     if sum(len(t.strip()) for t in raw_pages) < MIN_DOC_CHARS:
-        raise PdfError(
-            f"no text layer in {len(raw_pages)} page(s) (scanned or image-only PDF; run OCR first)"
-        )
+        raise PdfError(f"no text layer in {len(raw_pages)} page(s) (scanned or image-only PDF; run OCR first)")
     texts = clean_pages(raw_pages)
     pages = []
     empty = []
@@ -100,7 +141,64 @@ def read_pdf(path: Path, file: str) -> ExtractedPdf:
         if not text.strip():
             empty.append(i)
         pages.append(Page(file=file, page=i, text=text, headings=tuple(heads)))
-    return ExtractedPdf(tuple(pages), len(raw_pages), tuple(empty), raw_pages[0])
+    return ExtractedPdf(tuple(pages), len(raw_pages), tuple(empty), raw_pages[0], tuple(raw_pages))
+
+
+def read_pdf_or_reason(path: Path, file: str) -> ExtractedPdf | str:
+    """``read_pdf``, with any failure turned into its one-line reason (a file the reader chokes on
+    in a way we do not know is skipped, not fatal to the ingest)."""
+    try:
+        return read_pdf(path, file)
+    except PdfError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - an unknown pypdf failure on one file must not stop the rest
+        return f"unreadable PDF ({_one_line(exc)})"
+
+
+def _read_job(job: tuple[Path, str]) -> ExtractedPdf | str:
+    return read_pdf_or_reason(*job)
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """Fork on Linux: "spawn" and "forkserver" re-import the caller's main module, which runs a
+    script that lacks an ``if __name__ == "__main__"`` guard again in every worker. The workers
+    run only pypdf, never torch, so the parent's threads are no concern (as with PyTorch's own
+    DataLoader workers)."""
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def read_pdfs(
+    jobs: Sequence[tuple[Path, str]], workers: int = 0, sizes: Sequence[int] | None = None
+) -> Iterator[ExtractedPdf | str]:
+    """Read ``(path, file)`` jobs, yielding an ExtractedPdf or a skip reason for each, in order.
+
+    pypdf is pure Python, so several files are read by a pool of processes (``workers``, 0 = one
+    per core) when there is enough to read to pay for starting them (``sizes`` in bytes).
+    """
+    n = min(workers or os.cpu_count() or 1, len(jobs))
+    total = sum(sizes) if sizes is not None else sum(p.stat().st_size for p, _ in jobs if p.exists())
+    if n < 2 or total < PARALLEL_MIN_BYTES:
+        for job in jobs:
+            yield _read_job(job)
+        return
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=_mp_context())
+    finished = False
+    try:
+        futures = [pool.submit(_read_job, job) for job in jobs]
+        for i, fut in enumerate(futures):
+            try:
+                result = fut.result()
+            except BrokenProcessPool:  # a reader process died: read the rest here
+                for job in jobs[i:]:
+                    yield _read_job(job)
+                break
+            yield result
+        finished = True
+    finally:
+        # On an interrupt or error, drop the queued files rather than wait for them.
+        pool.shutdown(wait=finished, cancel_futures=not finished)
 
 
 def normalise_chars(text: str) -> str:
@@ -115,13 +213,19 @@ def _edge_key(line: str) -> str:
 
 
 def strip_running_lines(pages: list[list[str]]) -> list[list[str]]:
-    """Drop page-number lines and header/footer lines repeated across pages."""
+    """Drop page-number lines and header/footer lines repeated across pages.
+
+    Lines are dropped from the top and the bottom of a page inwards (at most ``EDGE_LINES`` at
+    each end) while they are running lines: a line whose text (digits ignored) recurs in the edge
+    lines of at least 40% of the pages (of both pages of a two-page document), or a bare
+    page-number line ("7", "Page 7 of 12", "- 7 -").
+    """
     pages = [[ln for ln in lines if ln.strip()] for lines in pages]
     n = len(pages)
     counts: Counter[str] = Counter()
     for lines in pages:
         counts.update({_edge_key(ln) for ln in lines[:EDGE_LINES] + lines[-EDGE_LINES:]})
-    threshold = max(2, int(0.4 * n + 0.5)) if n >= 3 else 99
+    threshold = max(2, int(0.4 * n + 0.5)) if n >= 2 else 99
     repeated = {k for k, c in counts.items() if c >= threshold and len(k) > 1}
 
     def running(line: str) -> bool:
@@ -139,23 +243,48 @@ def strip_running_lines(pages: list[list[str]]) -> list[list[str]]:
     return out
 
 
+_HYPHEN_END_RE = re.compile(r"([A-Za-z]+)-$")
+_LOWER_START_RE = re.compile(r"^([a-z]+)(.*)$")
+
+
 def dehyphenate(pages: list[list[str]]) -> list[list[str]]:
-    """Rejoin words split by a hyphen at a line end ("safe-" + "guarding")."""
+    """Rejoin words split by a hyphen at a line end ("safe-" + "guarding"), also across a page
+    break (the whole word then stays on the earlier page).
+
+    The hyphen is kept when the document spells the word with a hyphen elsewhere and never
+    without one ("multi-" + "agency" stays "multi-agency").
+    """
     whole = " ".join(" ".join(p) for p in pages)
     vocab = Counter(w.lower() for w in re.findall(r"[A-Za-z]+(?:-[A-Za-z]+)*", whole))
-    out = []
+
+    def join(line: str, nxt: str) -> tuple[str, str] | None:
+        """(line with the word completed, rest of the next line), or None if not a split word."""
+        left_m = _HYPHEN_END_RE.search(line)
+        right_m = _LOWER_START_RE.match(nxt.lstrip())
+        if not left_m or not right_m:
+            return None
+        left, right, rest = left_m.group(1), right_m.group(1), right_m.group(2)
+        keep_hyphen = vocab[f"{left}-{right}".lower()] > 0 and vocab[f"{left}{right}".lower()] == 0
+        joined = f"{left}-{right}" if keep_hyphen else f"{left}{right}"
+        return line[: left_m.start()] + joined, rest
+
+    out: list[list[str]] = []
     for lines in pages:
         merged: list[str] = []
         for ln in lines:
-            if merged and re.search(r"[A-Za-z]-$", merged[-1]) and re.match(r"^[a-z]", ln.lstrip()):
-                left = re.search(r"([A-Za-z]+)-$", merged[-1]).group(1)
-                right_m = re.match(r"^([a-z]+)(.*)$", ln.lstrip())
-                right, rest = right_m.group(1), right_m.group(2)
-                keep_hyphen = vocab[f"{left}-{right}".lower()] > 0 and vocab[f"{left}{right}".lower()] == 0
-                joined = f"{left}-{right}" if keep_hyphen else f"{left}{right}"
-                merged[-1] = merged[-1][: -len(left) - 1] + joined + rest
-            else:
-                merged.append(ln)
+            if merged:
+                j = join(merged[-1], ln)
+                if j is not None:
+                    merged[-1] = j[0] + j[1]
+                    continue
+            elif out and out[-1]:
+                j = join(out[-1][-1], ln)
+                if j is not None:  # a word split over a page break: keep it on the earlier page
+                    out[-1][-1] = j[0]
+                    ln = j[1].lstrip()
+                    if not ln:
+                        continue
+            merged.append(ln)
         out.append(merged)
     return out
 
@@ -207,7 +336,9 @@ def reflow(lines: list[str], typical_len: float) -> tuple[str, list[str]]:
             flush()
             paras.append(ln)
             headings.append(ln)
-            prev = ""  # a heading ends a paragraph
+            # A heading ends a paragraph; an unnumbered short line right after it is not another
+            # heading (cells of a table, lines of a list or a title block look like headings).
+            prev = ln
             continue
         starts_new = bool(_NUMBERED_RE.match(ln) or _BULLET_RE.match(ln))
         prev_ended = prev is not None and prev.endswith(_END_PUNCT) and len(prev) < 0.85 * typical_len

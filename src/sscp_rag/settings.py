@@ -42,6 +42,11 @@ class Settings:
         choices=("torch", "onnx-int8"),
     )
     embed_batch_size: int = _f(32, "Passages per embedding batch.")
+    onnx_cache_dir: Path = _f(
+        Path("~/.cache/sscp-rag/onnx"),
+        "Where the 'onnx-int8' backend keeps the model it exports and quantises (once per model).",
+    )
+    read_workers: int = _f(0, "Processes that read PDFs in parallel during ingest (0 = one per CPU core).")
 
     # --- chunking --------------------------------------------------------------------------
     chunk_tokens: int = _f(200, "Chunk size in embedding-model tokens (the model reads at most 256).")
@@ -73,9 +78,10 @@ class Settings:
     answer_sentences: int = _f(6, "Most sentences quoted in an answer.")
     mmr_lambda: float = _f(0.7, "MMR trade-off between relevance (1.0) and novelty (0.0).")
     abstain_threshold: float = _f(
-        0.40,
-        "Least cosine similarity between the question and the best passage for the reviews to "
-        "count as addressing it; below it the answer abstains and lists possibly related passages.",
+        0.45,
+        "Least cosine similarity between the question and the best quotable sentence of the hits "
+        "for the reviews to count as addressing it; below it the answer abstains and lists "
+        "possibly related passages (see docs/answers.md).",
     )
 
     # --- optional LLM synthesis ------------------------------------------------------------
@@ -130,6 +136,8 @@ class Settings:
             raise ConfigError("setting chunk_overlap must be >= 0 and smaller than chunk_tokens")
         if self.top_k < 1 or self.candidates < 1:
             raise ConfigError("settings top_k and candidates must be at least 1")
+        if self.read_workers < 0:
+            raise ConfigError("setting read_workers must be 0 (one per core) or more")
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, Any]]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -57,14 +57,33 @@ def meta_from_json(raw: str) -> DocumentMeta:
     return DocumentMeta(**d)
 
 
-def insert_doc(conn: sqlite3.Connection, meta: DocumentMeta, sha256: str, n_pages: int, text: str,
-               page_starts: Iterable[int], headings: Iterable[tuple[int, str]], themes: list[str],
-               theme_counts: dict[str, int], meta_key: str) -> None:
+def insert_doc(
+    conn: sqlite3.Connection,
+    meta: DocumentMeta,
+    sha256: str,
+    n_pages: int,
+    text: str,
+    page_starts: Iterable[int],
+    headings: Iterable[tuple[int, str]],
+    themes: list[str],
+    theme_counts: dict[str, int],
+    meta_key: str,
+) -> None:
     conn.execute(
         "INSERT INTO docs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        (meta.doc_id, meta.file, sha256, meta_to_json(meta), n_pages, text,
-         json.dumps(list(page_starts)), json.dumps(list(headings)), json.dumps(themes),
-         json.dumps(theme_counts), meta_key),
+        (
+            meta.doc_id,
+            meta.file,
+            sha256,
+            meta_to_json(meta),
+            n_pages,
+            text,
+            json.dumps(list(page_starts)),
+            json.dumps(list(headings)),
+            json.dumps(themes),
+            json.dumps(theme_counts),
+            meta_key,
+        ),
     )
 
 
@@ -76,8 +95,21 @@ def insert_chunks(conn: sqlite3.Connection, start_row: int, chunks: list[Chunk],
     conn.executemany(
         "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
         [
-            (start_row + i, c.id, c.doc_id, c.file, c.seq, c.page_start, c.page_end, c.char_start,
-             c.char_end, c.heading, c.text, json.dumps(list(c.themes)), k)
+            (
+                start_row + i,
+                c.id,
+                c.doc_id,
+                c.file,
+                c.seq,
+                c.page_start,
+                c.page_end,
+                c.char_start,
+                c.char_end,
+                c.heading,
+                c.text,
+                json.dumps(list(c.themes)),
+                k,
+            )
             for i, (c, k) in enumerate(zip(chunks, embed_keys))
         ],
     )
@@ -103,9 +135,17 @@ def get_embeddings(conn: sqlite3.Connection, keys: list[str]) -> dict[str, np.nd
 def _chunk(r: sqlite3.Row) -> tuple[Chunk, str]:
     return (
         Chunk(
-            id=r["id"], doc_id=r["doc_id"], file=r["file"], seq=r["seq"], page_start=r["page_start"],
-            page_end=r["page_end"], char_start=r["char_start"], char_end=r["char_end"],
-            heading=r["heading"], text=r["text"], themes=tuple(json.loads(r["themes"])),
+            id=r["id"],
+            doc_id=r["doc_id"],
+            file=r["file"],
+            seq=r["seq"],
+            page_start=r["page_start"],
+            page_end=r["page_end"],
+            char_start=r["char_start"],
+            char_end=r["char_end"],
+            heading=r["heading"],
+            text=r["text"],
+            themes=tuple(json.loads(r["themes"])),
         ),
         r["embed_key"],
     )
@@ -127,5 +167,7 @@ def doc_rows(conn: sqlite3.Connection) -> dict[str, sqlite3.Row]:
 
 
 def page_rows(conn: sqlite3.Connection, doc_id: str) -> list[tuple[int, str]]:
-    return [(r["page"], r["text"]) for r in
-            conn.execute("SELECT page, text FROM pages WHERE doc_id=? ORDER BY page", (doc_id,))]
+    return [
+        (r["page"], r["text"])
+        for r in conn.execute("SELECT page, text FROM pages WHERE doc_id=? ORDER BY page", (doc_id,))
+    ]

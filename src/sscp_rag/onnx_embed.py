@@ -1,0 +1,225 @@
+"""The faster embedding path: the local sentence-transformers model exported to ONNX, quantised to
+int8, and run with onnxruntime and the model's own tokenizer.
+
+The export happens once per model and is cached (``Settings.onnx_cache_dir``, by default
+``~/.cache/sscp-rag/onnx/<model hash>/``): ``torch.onnx.export`` writes the fp32 graph of the local
+weights (nothing is downloaded), ``onnxruntime.quantization.quantize_dynamic`` turns its weights
+into per-channel int8, and only the int8 model is kept. Pooling and normalisation follow the
+model's sentence-transformers configuration (mean pooling over real tokens for all-MiniLM-L6-v2),
+so the vectors are close to the fp32 ones (``scripts/bench_ingest.py`` measures how close).
+Dynamic quantisation scales activations per batch, so a text's vector also varies a little with
+the texts batched with it (cosine > 0.98 to itself encoded alone); batches are formed by length,
+so the order of the texts does not matter.
+
+Optimum is not used: it pins an older transformers than the one the project runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sscp_rag.errors import ConfigError
+
+# Bump when the export or quantisation recipe changes: cached models of another recipe are redone.
+EXPORT_RECIPE = "1"
+DEFAULT_CACHE_DIR = Path("~/.cache/sscp-rag/onnx")
+MODEL_FILE = "model.int8.onnx"
+INFO_FILE = "export.json"
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def model_hash(model_path: Path) -> str:
+    """A short hash of the model's weights and configuration, naming its cache folder."""
+    h = hashlib.sha256(EXPORT_RECIPE.encode())
+    names = (
+        "config.json",
+        "model.safetensors",
+        "pytorch_model.bin",
+        "1_Pooling/config.json",
+        "sentence_bert_config.json",
+    )
+    for name in names:
+        path = model_path / name
+        if path.exists():
+            h.update(name.encode())
+            with path.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _read_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporter's tracer warnings and the quantiser's advice, which it logs through
+    ``logging.warning`` (that call also installs a root handler, removed again here)."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+
+
+def export_int8(model_path: Path, out_dir: Path) -> Path:
+    """Export the transformer of the local model at ``model_path`` to ONNX and quantise it to
+    int8 in ``out_dir``. Returns the int8 model's path. Needs torch, transformers, onnx and
+    onnxruntime; reads only local files."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModel, AutoTokenizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fp32 = out_dir / "model.fp32.onnx"
+    int8 = out_dir / MODEL_FILE
+    # Eager attention traces into plain MatMul/Softmax, which onnxruntime fuses and quantises well.
+    model = AutoModel.from_pretrained(str(model_path), attn_implementation="eager").eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    names = [n for n in _INPUTS if n in tokenizer.model_input_names]
+    sample = tokenizer(
+        ["a short sentence", "a somewhat longer second sentence to pad"], padding=True, return_tensors="pt"
+    )
+
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: torch.Tensor) -> torch.Tensor:
+            return self.inner(**dict(zip(names, args))).last_hidden_state
+
+    axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]}
+    with _quiet(), torch.no_grad():
+        torch.onnx.export(
+            LastHiddenState(model),
+            tuple(sample[n] for n in names),
+            str(fp32),
+            input_names=names,
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
+    fp32.unlink()
+    return int8
+
+
+def ensure_int8_model(model_path: Path, cache_dir: Path | None = None) -> Path:
+    """The cached int8 ONNX model of ``model_path``, exported on first use.
+
+    The export is written to a temporary folder and renamed into place, so an interrupted export
+    leaves no half-written model and two processes exporting at once both end with a whole one.
+    """
+    model_path = Path(model_path)
+    root = Path(cache_dir or DEFAULT_CACHE_DIR).expanduser()
+    final = root / model_hash(model_path)
+    if (final / MODEL_FILE).exists():
+        return final / MODEL_FILE
+    if final.exists():  # a damaged cache entry: redo it
+        shutil.rmtree(final, ignore_errors=True)
+    tmp = root / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        export_int8(model_path, tmp)
+        info = {"model_path": str(model_path), "recipe": EXPORT_RECIPE, "quantisation": "dynamic int8 per-channel"}
+        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process finished first (the folder exists and is not empty)
+            if not (final / MODEL_FILE).exists():
+                raise
+    except ImportError as exc:
+        raise ConfigError(
+            f"the onnx-int8 embedding backend needs onnx and onnxruntime ({exc}); "
+            "install the project again, or use embed_backend=torch"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - any exporter failure becomes one clear message
+        raise ConfigError(
+            f"could not export {model_path} to int8 ONNX ({type(exc).__name__}: {exc}); use embed_backend=torch"
+        ) from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final / MODEL_FILE
+
+
+class OnnxInt8Encoder:
+    """Sentence embeddings from the int8 ONNX export of a local sentence-transformers model."""
+
+    def __init__(self, model_path: Path, tokenizer: Any, cache_dir: Path | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.model_path = Path(model_path)
+        self.tokenizer = tokenizer
+        pooling = _read_json(self.model_path / "1_Pooling" / "config.json", {"pooling_mode_mean_tokens": True})
+        if pooling.get("pooling_mode_mean_tokens"):
+            self.pooling = "mean"
+        elif pooling.get("pooling_mode_cls_token"):
+            self.pooling = "cls"
+        else:
+            raise ConfigError(f"the onnx-int8 backend supports mean or CLS pooling, not {pooling}")
+        st_config = _read_json(self.model_path / "sentence_bert_config.json", {})
+        self.max_length = int(st_config.get("max_seq_length") or 256)
+        self.dims = int(_read_json(self.model_path / "config.json", {}).get("hidden_size") or 0)
+        self.onnx_path = ensure_int8_model(self.model_path, cache_dir)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        if not self.dims:
+            self.dims = int(self.session.get_outputs()[0].shape[-1])
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        """L2-normalised float32 embeddings, shape (len(texts), dims), in the order of ``texts``."""
+        from tqdm import tqdm
+
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dims), dtype=np.float32)
+        # Longest first, as sentence-transformers does: batches of similar length pad little.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        batch_size = max(1, batch_size)
+        starts = range(0, len(texts), batch_size)
+        for start in tqdm(starts, desc="Embedding", unit="batch", disable=not progress, leave=False):
+            idx = order[start : start + batch_size]
+            enc = self.tokenizer(
+                [texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="np",
+            )
+            feeds = {n: np.asarray(enc[n], dtype=np.int64) for n in self.input_names}
+            hidden = self.session.run(None, feeds)[0]
+            if self.pooling == "mean":
+                mask = feeds["attention_mask"][..., None].astype(np.float32)
+                vecs = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+            else:
+                vecs = hidden[:, 0]
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            out[idx] = vecs / np.clip(norms, 1e-12, None)
+        return out

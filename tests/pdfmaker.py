@@ -1,0 +1,261 @@
+"""Build small real PDFs with reportlab (and pypdf), good and bad, for ingest tests.
+
+Text pages are drawn line by line on a canvas, so a test controls exactly where a line breaks
+(a hyphenated word split across lines, a paragraph that runs over a page break) and what the
+running header and footer say. Tables and two-column pages use reportlab's platypus layout.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import getSampleStyleSheet
+from reportlab.lib.units import cm
+from reportlab.lib.utils import ImageReader
+from reportlab.pdfgen import canvas
+from reportlab.platypus import BaseDocTemplate, Frame, PageTemplate, Paragraph, Spacer, Table, TableStyle
+
+PAGE_W, PAGE_H = A4
+MARGIN = 2 * cm
+LINE_HEIGHT = 13
+FONT = "Helvetica"
+FONT_SIZE = 10
+WRAP_WIDTH = 88  # characters per line of 10 pt Helvetica within the margins
+LINES_PER_PAGE = 52
+
+Lines = Sequence[str]
+
+
+def wrap(paragraphs: Sequence[str], width: int = WRAP_WIDTH) -> list[str]:
+    """Paragraphs wrapped into lines, with an empty line between paragraphs."""
+    lines: list[str] = []
+    for i, para in enumerate(paragraphs):
+        if i:
+            lines.append("")
+        lines.extend(textwrap.wrap(para, width=width) or [""])
+    return lines
+
+
+def paginate(lines: Lines, per_page: int = LINES_PER_PAGE) -> list[list[str]]:
+    """Lines cut into pages of ``per_page`` lines (a paragraph may run over a page break)."""
+    return [list(lines[i : i + per_page]) for i in range(0, len(lines), per_page)] or [[]]
+
+
+def _running(c: canvas.Canvas, header: str | None, footer: str | None, n: int, m: int) -> None:
+    c.setFont(FONT, 8)
+    if header:
+        c.drawString(MARGIN, PAGE_H - 1.2 * cm, header.format(n=n, m=m))
+    if footer:
+        c.drawCentredString(PAGE_W / 2, 1.2 * cm, footer.format(n=n, m=m))
+
+
+def text_pdf(
+    path: Path,
+    pages: Sequence[Lines],
+    header: str | None = None,
+    footer: str | None = "Page {n} of {m}",
+    title: str = "Test document",
+) -> Path:
+    """A one-column PDF with exactly the given lines on each page.
+
+    ``header`` and ``footer`` are drawn on every page; ``{n}`` and ``{m}`` become the page number
+    and the page count (so the default footer reads "Page 3 of 7").
+    """
+    c = canvas.Canvas(str(path), pagesize=A4, invariant=1)
+    c.setTitle(title)
+    m = len(pages)
+    for n, lines in enumerate(pages, start=1):
+        _running(c, header, footer, n, m)
+        c.setFont(FONT, FONT_SIZE)
+        y = PAGE_H - MARGIN - LINE_HEIGHT
+        for line in lines:
+            if line:
+                c.drawString(MARGIN, y, line)
+            y -= LINE_HEIGHT
+        c.showPage()
+    c.save()
+    return path
+
+
+def one_column_pdf(
+    path: Path,
+    paragraphs: Sequence[str],
+    header: str | None = None,
+    footer: str | None = "Page {n} of {m}",
+    per_page: int = LINES_PER_PAGE,
+) -> Path:
+    """Paragraphs wrapped and paginated onto as many one-column pages as they need."""
+    return text_pdf(path, paginate(wrap(paragraphs), per_page), header=header, footer=footer)
+
+
+def two_column_pdf(
+    path: Path,
+    left: Sequence[str],
+    right: Sequence[str],
+    header: str | None = None,
+    footer: str | None = "Page {n} of {m}",
+) -> Path:
+    """One page laid out in two columns by platypus frames: ``left`` fills the left column and
+    ``right`` (after a frame break) the right one."""
+    from reportlab.platypus import FrameBreak
+
+    styles = getSampleStyleSheet()
+    doc = BaseDocTemplate(
+        str(path),
+        pagesize=A4,
+        leftMargin=MARGIN,
+        rightMargin=MARGIN,
+        topMargin=MARGIN,
+        bottomMargin=MARGIN,
+        invariant=1,
+    )
+    gap = 0.8 * cm
+    colw = (doc.width - gap) / 2
+    frames = [
+        Frame(doc.leftMargin, doc.bottomMargin, colw, doc.height, id="L"),
+        Frame(doc.leftMargin + colw + gap, doc.bottomMargin, colw, doc.height, id="R"),
+    ]
+
+    def on_page(c: canvas.Canvas, d: BaseDocTemplate) -> None:
+        _running(c, header, footer, d.page, 1)
+
+    doc.addPageTemplates([PageTemplate(id="two", frames=frames, onPage=on_page)])
+    story: list = [Paragraph(p, styles["BodyText"]) for p in left]
+    story.append(FrameBreak())
+    story += [Paragraph(p, styles["BodyText"]) for p in right]
+    doc.build(story)
+    return path
+
+
+def table_pdf(path: Path, intro: str, rows: Sequence[Sequence[str]], outro: str = "") -> Path:
+    """One page: a paragraph, a gridded table of ``rows`` (first row = header), a paragraph."""
+    styles = getSampleStyleSheet()
+    doc = BaseDocTemplate(
+        str(path),
+        pagesize=A4,
+        leftMargin=MARGIN,
+        rightMargin=MARGIN,
+        topMargin=MARGIN,
+        bottomMargin=MARGIN,
+        invariant=1,
+    )
+    doc.addPageTemplates(
+        [PageTemplate(id="one", frames=[Frame(doc.leftMargin, doc.bottomMargin, doc.width, doc.height, id="F")])]
+    )
+    table = Table([list(r) for r in rows])
+    table.setStyle(
+        TableStyle([("GRID", (0, 0), (-1, -1), 0.5, colors.black), ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold")])
+    )
+    story = [Paragraph(intro, styles["BodyText"]), Spacer(1, 12), table, Spacer(1, 12)]
+    if outro:
+        story.append(Paragraph(outro, styles["BodyText"]))
+    doc.build(story)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# bad inputs
+
+
+def encrypted_pdf(path: Path, source: Path, password: str = "secret") -> Path:
+    """``source`` re-saved with a user password, so it cannot be opened without it."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(str(source)))
+    writer.encrypt(password)
+    with path.open("wb") as fh:
+        writer.write(fh)
+    return path
+
+
+def corrupt_pdf(path: Path) -> Path:
+    """A PDF header, garbage, and an end-of-file marker: looks like a PDF, is not one."""
+    garbage = bytes((i * 37 + 11) % 256 for i in range(3000))
+    path.write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" + garbage + b"\nstartxref\n999999\n%%EOF\n")
+    return path
+
+
+def truncated_pdf(path: Path, source: Path) -> Path:
+    """The first half of a real PDF (a download cut short)."""
+    data = source.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def empty_file(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
+def png_renamed(path: Path) -> Path:
+    """A real PNG image saved under a .pdf name."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(buf, format="PNG")
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def text_renamed(path: Path) -> Path:
+    """A plain text file saved under a .pdf name."""
+    path.write_text("Minutes of the safeguarding partnership meeting.\nNot a PDF at all.\n", encoding="utf-8")
+    return path
+
+
+def image_only_pdf(path: Path, pages: int = 2) -> Path:
+    """A PDF whose pages hold only an image and shapes: no text layer (like a scan)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (300, 200), "white")
+    draw = ImageDraw.Draw(img)
+    for i in range(0, 200, 12):  # stripes that look like lines of text on a scan
+        draw.rectangle([20, i + 4, 280 - (i % 5) * 20, i + 8], fill="black")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    buf.seek(0)
+    reader = ImageReader(buf)
+    c = canvas.Canvas(str(path), pagesize=A4, invariant=1)
+    for _ in range(pages):
+        c.drawImage(reader, MARGIN, PAGE_H / 2, width=PAGE_W - 2 * MARGIN, height=PAGE_H / 3)
+        c.setFillColor(colors.lightgrey)
+        c.rect(MARGIN, MARGIN, 5 * cm, 3 * cm, fill=1)
+        c.circle(PAGE_W / 2, 5 * cm, 2 * cm, fill=0)
+        c.showPage()
+    c.save()
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# text to fill pages
+
+_SENTENCES = (
+    "The health visitor completed the new birth visit and recorded that the home was warm and tidy.",
+    "Children's social care received a referral from the school about bruising to the child's arm.",
+    "The police attended a domestic incident at the family home and shared a notification the next day.",
+    "A strategy discussion was held but the general practitioner was not invited to contribute.",
+    "Professionals accepted the mother's explanation without checking it against the history.",
+    "The review found that information was held by several agencies but was never brought together.",
+    "Workers changed frequently and each new worker started the assessment again from the beginning.",
+    "The child's voice was not recorded in the plan, and nobody asked what daily life was like at home.",
+    "Escalation policies existed but practitioners did not use them when decisions were not followed.",
+    "The partnership should assure itself that the learning from this review is embedded in practice.",
+)
+
+
+def sentences(tag: str, n: int) -> str:
+    """``n`` realistic sentences, each ending with a marker word ``(<tag><i>)`` so text is
+    traceable to its file and place; the starting sentence varies with the tag."""
+    first = sum(map(ord, tag)) % len(_SENTENCES)
+    return " ".join(f"{_SENTENCES[(first + i) % len(_SENTENCES)][:-1]} ({tag}{i})." for i in range(n))
+
+
+def simple_report(path: Path, tag: str, title: str, paragraphs: int = 6, header: str | None = None) -> Path:
+    """A plausible short report: a title line, numbered paragraphs, a running footer."""
+    paras = [title] + [f"{i}.1 {sentences(f'{tag}p{i}s', 4)}" for i in range(1, paragraphs + 1)]
+    return one_column_pdf(path, paras, header=header or f"{title} | Fictional test report")
