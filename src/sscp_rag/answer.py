@@ -1,35 +1,61 @@
 """Extractive, grounded answers: quoted sentences from the reports, each cited to report and page.
 
 No language model writes the answer. The best hits for the (follow-up-resolved) question are split
-into sentences; each sentence is scored by its embedding similarity to the question; MMR picks a
-short, non-redundant set; quotes are grouped by report and each cites the page(s) that hold it.
-Every quote is checked to appear verbatim on its cited pages before it is shown.
+into sentences (pysbd); each sentence is scored by its embedding similarity to the question; MMR
+picks a short, non-redundant set; quotes are grouped by report and each cites the page(s) that
+hold it. Every quote is checked to appear verbatim on its cited pages before it is shown. A
+leading paragraph number ("5.2 Practitioners ...") is left out of the shown quote, which stays a
+verbatim substring of the page. Fragments (a list item or a clause cut at a page break, which
+starts in lower case), headings, contents, glossary and further-reading lists are not quoted.
 
-When even the best passage is less similar to the question than ``abstain_threshold``, the answer
-says that the indexed reviews do not appear to address the question and lists the closest
-passages as "possibly related".
+Abstention: the evidence for a question is the similarity of the best quotable sentence among
+the hits. When it is below ``abstain_threshold`` the answer says that the indexed reviews do not
+appear to address the question and lists the closest passages as "possibly related". The best
+single sentence separates answerable from off-topic questions much better than the best chunk
+does: a 200-token chunk about safeguarding is moderately similar to any question with
+"children", "school" or "baby" in it, while one sentence that really answers is very similar.
 
-Follow-up questions (method): the previous questions of the conversation are kept. A question is
-treated as a follow-up when it opens with a connective ("and", "what about", "also", "in the ...")
-or refers back ("it", "that review", "there", "they") and is short. If the follow-up names a
-report but brings no topic of its own ("and in the Child G review?"), the topic of the previous
-question is carried over with the previous report names removed; if it brings a topic but no
-report and refers back ("what were its recommendations?"), the reports named in the previous
-question are added. Otherwise the question stands alone.
+Follow-up questions (method): ``history`` holds the earlier questions, oldest first; the last one
+is first resolved against its own history, so chains of follow-ups work. A question is treated as
+a follow-up when it opens with a connective ("and", "also", "what about", "in the ..."), when it
+refers back ("it", "its", "that review", "they", "her", ...) and is short, or when it only names
+a report. Then:
+
+1. it names a report but brings no topic ("and in the Child G review?"): the previous question's
+   topic, with its report names removed, is asked about the named report;
+2. it names a report and brings a topic: it already stands alone;
+3. it brings a topic and the previous question named reports ("what were its
+   recommendations?" after a question about Child D): those reports are added;
+4. it refers back and the previous question named no report: the previous question is carried
+   as context ("<previous>: <follow-up>");
+5. otherwise it is a change of topic ("what about domestic abuse?"): the topic alone.
+
+Report names are found by :func:`sscp_rag.retrieval.report_mentions` (pseudonyms, short titles,
+type + year, topic titles, or a type held by one report).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import numpy as np
 
 from sscp_rag.errors import QueryError
 from sscp_rag.index import Index
 from sscp_rag.records import Answer, Hit, Quote, ReportSection, Source
-from sscp_rag.retrieval import Filters, detect_reports, query_terms, search
+from sscp_rag.retrieval import (
+    Filters,
+    query_terms,
+    query_vector,
+    remove_report_mentions,
+    report_mentions,
+    search,
+    sentence_spans,
+    sentence_vectors,
+    strip_paragraph_number,
+)
 from sscp_rag.settings import Settings
 
 ABSTAIN_MESSAGE = (
@@ -38,86 +64,107 @@ ABSTAIN_MESSAGE = (
 )
 MIN_SENTENCE_CHARS = 40
 MAX_SENTENCE_CHARS = 700
+# A further quote must be at least this fraction of the abstention threshold similar to the
+# question, so that an answer does not trail off into loosely related sentences.
+MIN_QUOTE_FRACTION = 0.8
+# Sentences under these headings are lists of documents or terms, not findings.
+_SKIP_HEADINGS = re.compile(
+    r"^\s*(?:\d+\.?\s*)?(contents|glossary|further reading|references|bibliography|appendix|"
+    r"abbreviations|resources)\b",
+    re.IGNORECASE,
+)
 
 _FOLLOWUP_START = re.compile(
     r"^\s*(and|also|what about|how about|and what about|what of|in the|same for|same in|but|then|"
     r"anything (else )?(in|from|about))\b",
     re.IGNORECASE,
 )
-_BACKREF = re.compile(r"\b(it|its|that review|this review|that report|this report|there|they|them|their|"
-                      r"those|these|he|she|his|her|same)\b", re.IGNORECASE)
-_CONNECTIVE = re.compile(r"^\s*(and|also|but|then|so|what about|how about|and what about|what of)\s+",
-                         re.IGNORECASE)
+_BACKREF = re.compile(
+    r"\b(it|its|that review|this review|that report|this report|they|them|their|those|he|she|his|"
+    r"her|same)\b",
+    re.IGNORECASE,
+)
+_CONNECTIVE = re.compile(r"^\s*(and|also|but|then|so|what about|how about|and what about|what of)\s+", re.IGNORECASE)
+_DANGLING = re.compile(
+    r"\s*\b(?:in|from|of|for|by|about)?\s*the\s*(?:'s\s+)?(?:review|report|scr|lcspr|case|briefing)?\s*"
+    r"(?=[?.!,]*\s*$)",
+    re.IGNORECASE,
+)
+_FILLER = {
+    "review",
+    "reviews",
+    "report",
+    "reports",
+    "what",
+    "about",
+    "else",
+    "also",
+    "and",
+    "in",
+    "the",
+    "briefing",
+    "anything",
+}
 
 
 def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _remove_report_names(index: Index, text: str) -> str:
-    from sscp_rag.retrieval import _aliases
+def _topic_of(index: Index, question: str) -> str:
+    """The question with its report names (and a dangling "in the review") removed."""
+    text = remove_report_mentions(index, question)
+    text = _DANGLING.sub("", text.rstrip("?.! "))
+    return _norm(text).rstrip("?.!, ")
 
-    for pats in _aliases(index).values():
-        for p in pats:
-            text = p.sub(" ", text)
-    text = re.sub(r"\b(in|from|of) the\s+(review|report|scr|lcspr|case)?\s*(?=[?.!,]|$)", " ", text,
-                  flags=re.IGNORECASE)
-    return _norm(text)
+
+def _content(index: Index, question: str) -> list[str]:
+    return [t for t in query_terms(_topic_of(index, _CONNECTIVE.sub("", question))) if t not in _FILLER]
 
 
 def rewrite_followup(index: Index, question: str, history: Sequence[str] = ()) -> str:
-    """Rewrite a follow-up question into a standalone query using the previous questions."""
+    """Rewrite a follow-up question into a standalone query using the previous questions (the
+    method is in the module docstring). A question that stands alone is returned unchanged."""
     question = _norm(question)
     if not history:
         return question
-    prev = _norm(history[-1])
-    content = [t for t in query_terms(_remove_report_names(index, question))
-               if t not in {"review", "reviews", "report", "what", "about", "else", "also", "and", "in", "the"}]
-    named_now = detect_reports(index, question)
-    is_followup = bool(_FOLLOWUP_START.search(question)) or (bool(_BACKREF.search(question)) and len(content) <= 6)
+    prev = rewrite_followup(index, history[-1], history[:-1])
+    named_now = report_mentions(index, question)[0]
+    content = _content(index, question)
+    backref = bool(_BACKREF.search(question))
+    is_followup = (
+        bool(_FOLLOWUP_START.search(question)) or (backref and len(content) <= 6) or (bool(named_now) and not content)
+    )
     if not is_followup:
         return question
     core = _CONNECTIVE.sub("", question).rstrip("?. ")
     if named_now and not content:
-        topic = _remove_report_names(index, prev).rstrip("?. ")
+        topic = _topic_of(index, prev)
+        if not _content(index, topic):
+            return question
+        if not re.match(r"(in|from|of|for|by|about|at|according to)\b", core, re.IGNORECASE):
+            core = f"in {core}"
         return _norm(f"{topic} {core}?")
-    if not named_now:
-        prev_named = detect_reports(index, prev)
-        if prev_named:
-            names = " and ".join(index.docs[d].meta.short_title for d in prev_named)
-            return _norm(f"{core} in {names}?")
+    if named_now:
+        return question
+    prev_named = report_mentions(index, prev)[0]
+    if prev_named:
+        names = " and ".join(index.docs[d].meta.short_title for d in prev_named)
+        return _norm(f"{core} in {names}?")
+    if backref:
         return _norm(f"{prev.rstrip('?. ')}: {core}?")
-    return question
-
-
-def _sentences(text: str) -> list[tuple[int, int]]:
-    """(start, end) offsets of the sentences of ``text``."""
-    import pysbd
-
-    seg = pysbd.Segmenter(language="en", clean=False, char_span=True)
-    spans = []
-    for s in seg.segment(text):
-        start, end = s.start, s.end
-        while start < end and text[start].isspace():
-            start += 1
-        while end > start and text[end - 1].isspace():
-            end -= 1
-        # a paragraph break inside a "sentence" means a heading or list item ran into it: split
-        parts = re.split(r"\n\n+", text[start:end])
-        pos = start
-        for part in parts:
-            at = text.find(part, pos)
-            if part.strip():
-                spans.append((at, at + len(part)))
-            pos = at + len(part)
-    return spans
+    return _norm(f"{core}?")
 
 
 def _quotable(sentence: str) -> bool:
+    """Whether a (number-stripped) sentence reads as a complete sentence worth quoting."""
     if not MIN_SENTENCE_CHARS <= len(sentence) <= MAX_SENTENCE_CHARS:
         return False
-    if not sentence.rstrip().endswith((".", "?", "!", '"', "'", ")", ":")):
+    if not sentence.rstrip().endswith((".", "?", "!", '"', "'", ")", "\u201d", "\u2019")):
         return False
+    first = sentence.lstrip("\"'\u201c\u2018(")[:1]
+    if not first or first.islower():
+        return False  # a fragment: a list item or a clause cut off at a page break
     words = sentence.split()
     return len(words) >= 6 and sum(c.isalpha() for c in sentence) >= 0.6 * len(sentence)
 
@@ -127,63 +174,80 @@ def verify_quote(index: Index, file: str, page_start: int, page_end: int, text: 
     return _norm(text) in _norm(index.span_text(file, page_start, page_end))
 
 
-def _best_dense(index: Index, qvec: np.ndarray, hits: Sequence[Hit]) -> float:
-    best = 0.0
+def _candidates(index: Index, hits: Sequence[Hit]) -> list[tuple[Hit, int, int, str]]:
+    """Quotable sentences of the hits: (hit, start, end, text) with absolute document offsets of
+    the shown text (paragraph number left out), de-duplicated across hits."""
+    cands: list[tuple[Hit, int, int, str]] = []
+    seen: set[str] = set()
     for h in hits:
-        for cid in h.chunk_ids:
-            row = index.row_of.get(cid)
-            if row is not None:
-                best = max(best, float(index.faiss.reconstruct(row) @ qvec))
-    return best
+        info = index.docs[h.doc_id]
+        for a, b in sentence_spans(h.text):
+            a += strip_paragraph_number(h.text[a:b])
+            sent = h.text[a:b]
+            key = _norm(sent).lower()
+            if key in seen or not _quotable(sent):
+                continue
+            if _SKIP_HEADINGS.match(info.text.heading_at(h.char_start + a) or ""):
+                continue
+            seen.add(key)
+            cands.append((h, h.char_start + a, h.char_start + b, sent))
+    return cands
 
 
-def answer(index: Index, question: str, filters: Filters | None = None, history: Sequence[str] = (),
-           settings: Settings | None = None) -> Answer:
+def _cited_passage(index: Index, h: Hit, p0: int, p1: int) -> str:
+    """The part of the hit's text that lies on pages p0..p1 (what the source [n] shows)."""
+    starts = index.docs[h.doc_id].text.page_starts
+    lo = max(h.char_start, starts[p0 - 1])
+    hi = min(h.char_end, starts[p1] if p1 < len(starts) else h.char_end)
+    return index.docs[h.doc_id].text.text[lo:hi].strip()
+
+
+def _abstain(question: str, standalone: str, hits: Sequence[Hit], best: float) -> Answer:
+    return Answer(question, standalone, True, ABSTAIN_MESSAGE, (), (), tuple(hits[:5]), best, hits=tuple(hits))
+
+
+def answer(
+    index: Index,
+    question: str,
+    filters: Filters | None = None,
+    history: Sequence[str] = (),
+    settings: Settings | None = None,
+) -> Answer:
     """A short, extractive, page-cited answer to ``question`` from the indexed reports.
 
     ``history`` holds the conversation's previous questions (oldest first); follow-ups are
     rewritten into standalone queries (see the module docstring). Raises QueryError for an empty
-    question or unknown filter values.
+    question or unknown filter values. With ``settings.llm_base_url`` set, a verified LLM summary
+    is added (see :mod:`sscp_rag.llm`); an LLM failure only adds a note.
     """
     s = settings or index.settings
     if not (question or "").strip():
         raise QueryError("the question is empty; type a question about the reviews")
     standalone = rewrite_followup(index, question, history)
     hits = search(index, standalone, k=s.answer_hits, filters=filters, settings=s)
-    qvec = index.embedder.encode_query(standalone)
-    best = _best_dense(index, qvec, hits)
-    if not hits or best < s.abstain_threshold:
-        return Answer(question, standalone, True, ABSTAIN_MESSAGE, (), (), tuple(hits[:5]), best, hits=tuple(hits))
-
-    # Candidate sentences with absolute offsets in their document.
-    cands: list[tuple[Hit, int, int, str]] = []
-    seen: set[str] = set()
-    for h in hits:
-        for a, b in _sentences(h.text):
-            sent = h.text[a:b]
-            key = _norm(sent).lower()
-            if key in seen or not _quotable(sent):
-                continue
-            seen.add(key)
-            cands.append((h, h.char_start + a, h.char_start + b, sent))
+    if not hits:
+        return _abstain(question, standalone, hits, 0.0)
+    qvec = query_vector(index, standalone)
+    cands = _candidates(index, hits)
     if not cands:
-        return Answer(question, standalone, True, ABSTAIN_MESSAGE, (), (), tuple(hits[:5]), best, hits=tuple(hits))
-    vecs = index.embedder.encode([_norm(c[3]) for c in cands])
+        return _abstain(question, standalone, hits, 0.0)
+    vecs = sentence_vectors(index, [_norm(c[3]) for c in cands])
     rel = vecs @ qvec
+    best = float(rel.max())
+    if best < s.abstain_threshold:
+        return _abstain(question, standalone, hits, best)
     rank_prior = np.array([1.0 / (1 + 0.15 * (c[0].rank - 1)) for c in cands])
     score = rel * (0.8 + 0.2 * rank_prior)
 
     chosen: list[int] = []
     pool = list(range(len(cands)))
+    floor = MIN_QUOTE_FRACTION * s.abstain_threshold
     while pool and len(chosen) < s.answer_sentences:
-        if chosen:
-            red = np.max(vecs[pool] @ vecs[chosen].T, axis=1)
-        else:
-            red = np.zeros(len(pool))
+        red = np.max(vecs[pool] @ vecs[chosen].T, axis=1) if chosen else np.zeros(len(pool))
         mmr = s.mmr_lambda * score[pool] - (1 - s.mmr_lambda) * red
         j = pool[int(np.argmax(mmr))]
         pool.remove(j)
-        if rel[j] < s.abstain_threshold * 0.75 and chosen:
+        if chosen and rel[j] < floor:
             break
         chosen.append(j)
 
@@ -205,15 +269,28 @@ def answer(index: Index, question: str, filters: Filters | None = None, history:
             key = (h.file, p0, p1, h.chunk_id)
             if key not in source_of:
                 source_of[key] = len(sources) + 1
-                sources.append(Source(source_of[key], h.file, h.title, h.short_title, h.type, h.year, p0, p1,
-                                      h.text, h.chunk_id))
+                sources.append(
+                    Source(
+                        source_of[key],
+                        h.file,
+                        h.title,
+                        h.short_title,
+                        h.type,
+                        h.year,
+                        p0,
+                        p1,
+                        _cited_passage(index, h, p0, p1),
+                        h.chunk_id,
+                    )
+                )
             quotes.append(Quote(_norm(sent), source_of[key], float(rel[j])))
         if quotes:
             sections.append(ReportSection(info.meta.short_title, info.meta.file, tuple(quotes)))
+    if not sections:
+        return _abstain(question, standalone, hits, best)
     n_reports = len(sections)
     message = f"From {n_reports} report{'s' if n_reports != 1 else ''}, in their own words:"
-    result = Answer(question, standalone, False, message, tuple(sections), tuple(sources), (), best,
-                    hits=tuple(hits))
+    result = Answer(question, standalone, False, message, tuple(sections), tuple(sources), (), best, hits=tuple(hits))
     if s.llm_base_url:
         from sscp_rag.llm import synthesise
 
@@ -226,4 +303,12 @@ def followup_history(answers: Sequence[Answer]) -> list[str]:
     return [a.standalone_query for a in answers]
 
 
-__all__ = ["answer", "rewrite_followup", "verify_quote", "followup_history", "ABSTAIN_MESSAGE", "replace"]
+__all__ = [
+    "answer",
+    "rewrite_followup",
+    "verify_quote",
+    "followup_history",
+    "strip_paragraph_number",
+    "ABSTAIN_MESSAGE",
+    "replace",
+]

@@ -7,7 +7,8 @@ all use these functions, so they cannot drift apart.
 from __future__ import annotations
 
 import io
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sscp_rag.records import REVIEW_TYPE_LABELS, Answer, Hit, Source
 
@@ -59,8 +60,11 @@ def answer_to_dict(a: Answer) -> dict[str, Any]:
         "message": a.message,
         "best_score": round(a.best_score, 6),
         "sections": [
-            {"report": s.short_title, "file": s.file,
-             "quotes": [{"text": q.text, "source": q.source} for q in s.quotes]}
+            {
+                "report": s.short_title,
+                "file": s.file,
+                "quotes": [{"text": q.text, "source": q.source} for q in s.quotes],
+            }
             for s in a.sections
         ],
         "sources": [source_to_dict(s) for s in a.sources],

@@ -8,9 +8,11 @@ separately and ranked first. Overlapping or adjacent chunks of one report are me
 
 from __future__ import annotations
 
+import functools
 import re
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -21,6 +23,7 @@ from sscp_rag.settings import Settings
 from sscp_rag.themes import THEME_IDS, resolve_theme
 
 MAX_MERGE_CHUNKS = 3
+MERGE_WINDOW_FACTOR = 2
 _STOP = set(
     "a an and are as at be by can did do does for from had has have how i in into is it its me my "
     "of on or our say said says should that the their them there these they this those to was "
@@ -127,35 +130,145 @@ def _aliases(index: Index) -> dict[str, list[re.Pattern[str]]]:
 
 _TYPE_WORDS = {
     "thematic": r"thematic",
-    "SCR": r"\bscrs?\b|serious case review",
-    "LCSPR": r"\b(l?cspr)s?\b|practice review",
+    "SCR": r"\bscrs?\b|serious case reviews?",
+    "LCSPR": r"\b(?:l?cspr)s?\b|practice reviews?",
     "SUDI": r"\bsudi\b|sudden unexpected death",
     "DHR": r"\bdhrs?\b|domestic homicide",
-    "7-minute briefing": r"7[\s-]*minute|briefing",
+    "7-minute briefing": r"7[\s-]*minute|\b7mbs?\b|briefing",
 }
+_YEAR = re.compile(r"\b(19[89]\d|20[0-4]\d)\b")
+# "the SUDI review", "the domestic homicide review", "the DHR": one report named by its type alone.
+_SINGULAR_TYPE = {
+    "thematic": r"the\s+thematic\s+review",
+    "SCR": r"the\s+(?:scr|serious\s+case\s+review)",
+    "LCSPR": r"the\s+(?:l?cspr|(?:local\s+)?(?:child\s+safeguarding\s+)?practice\s+review)",
+    "SUDI": r"the\s+sudi(?:\s+thematic)?(?:\s+review)?",
+    "DHR": r"the\s+(?:dhr|domestic\s+homicide\s+review)",
+    "7-minute briefing": r"the\s+(?:7[\s-]*minute\s+briefing|7mb)",
+}
+_GENERIC_TITLE_WORDS = {
+    "thematic",
+    "review",
+    "reviews",
+    "report",
+    "7mb",
+    "sudi",
+    "scr",
+    "lcspr",
+    "dhr",
+    "the",
+    "of",
+    "and",
+    "on",
+    "in",
+    "serious",
+    "case",
+    "briefing",
+    "minute",
+    "7",
+    "learning",
+    "from",
+}
+_BRIEFING_NOUN = r"(?:7[\s-]*minute\s+briefing|7mb|briefing)"
+_REVIEW_NOUN = r"(?:thematic\s+)?(?:review|report)"
 
 
-def detect_reports(index: Index, query: str) -> list[str]:
-    """Doc ids of the reports a query names, by pseudonym/short title or by type + year."""
-    found = [doc_id for doc_id, pats in _aliases(index).items() if any(p.search(query) for p in pats)]
+def _topic_patterns(index: Index) -> dict[str, re.Pattern[str]]:
+    """Per report, a pattern for "the <topic> review" / "the review of <topic>", where <topic> is
+    what its short title says beyond the type ("Thematic Review Adolescent Suicide" ->
+    "the adolescent suicide review", "7MB Neglect" -> "the 7 minute briefing on neglect")."""
+    cached = getattr(index, "_report_topics", None)
+    if cached is not None:
+        return cached
+    out: dict[str, re.Pattern[str]] = {}
+    for doc_id, d in index.docs.items():
+        if d.meta.subject:
+            continue  # named by its subject instead
+        words = [
+            w
+            for w in re.findall(r"[a-z0-9']+", d.meta.short_title.lower())
+            if w not in _GENERIC_TITLE_WORDS and not _YEAR.fullmatch(w)
+        ]
+        if not words:
+            continue
+        topic = r"\s+".join(re.escape(w) for w in words)
+        noun = _BRIEFING_NOUN if d.meta.type == "7-minute briefing" else _REVIEW_NOUN
+        out[doc_id] = re.compile(
+            rf"\bthe\s+(?:{topic})\s+{noun}\b|\bthe\s+{noun}\s+(?:on|of|about|into)\s+(?:{topic})\b",
+            re.IGNORECASE,
+        )
+    index._report_topics = out  # type: ignore[attr-defined]
+    return out
+
+
+def report_mentions(index: Index, query: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """The reports a query names and the character spans that name them.
+
+    In order of preference: a pseudonym or short title ("Child G", "Baby LL", "SCR Family M");
+    a type with a year ("the 2019 thematic review"); a topic title ("the adolescent suicide
+    review", "the 7 minute briefing on neglect"); or a singular type held by only one report
+    ("the SUDI review", "the domestic homicide review").
+    """
+    found: list[str] = []
+    spans: list[tuple[int, int]] = []
+    for doc_id, pats in _aliases(index).items():
+        for p in pats:
+            for m in p.finditer(query):
+                spans.append(m.span())
+                if doc_id not in found:
+                    found.append(doc_id)
     if found:
-        return found
-    years = {int(y) for y in re.findall(r"\b(19[89]\d|20[0-4]\d)\b", query)}
+        return found, spans
+    low = query.lower()
+    years = {int(m.group(1)) for m in _YEAR.finditer(query)}
     if years:
-        low = query.lower()
         types = {t for t, pat in _TYPE_WORDS.items() if re.search(pat, low)}
         if types:
             found = [
-                doc_id for doc_id, d in index.docs.items()
+                doc_id
+                for doc_id, d in index.docs.items()
                 if d.meta.year in years and (d.meta.type in types or (d.meta.type == "SUDI" and "thematic" in types))
             ]
-    return found
+            if found:
+                spans = [m.span() for m in _YEAR.finditer(query)]
+                spans += [m.span() for t in types for m in re.finditer(_TYPE_WORDS[t], low)]
+                spans += [m.span() for m in re.finditer(r"\b(?:review|report)s?\b", low)]
+                return found, spans
+    for doc_id, pat in _topic_patterns(index).items():
+        for m in pat.finditer(query):
+            spans.append(m.span())
+            if doc_id not in found:
+                found.append(doc_id)
+    if found:
+        return found, spans
+    for t, pat in _SINGULAR_TYPE.items():
+        m = re.search(rf"\b{pat}\b(?!s)", low)
+        if m:
+            of_type = [doc_id for doc_id, d in index.docs.items() if d.meta.type == t]
+            if len(of_type) == 1:
+                return of_type, [m.span()]
+    return [], []
+
+
+def detect_reports(index: Index, query: str) -> list[str]:
+    """Doc ids of the reports a query names (see :func:`report_mentions`)."""
+    return report_mentions(index, query)[0]
+
+
+def remove_report_mentions(index: Index, query: str) -> str:
+    """The query with the words that name reports taken out."""
+    _, spans = report_mentions(index, query)
+    out = query
+    for a, b in sorted(spans, reverse=True):
+        out = out[:a] + " " + out[b:]
+    return re.sub(r"\s+", " ", out).strip()
 
 
 def query_terms(query: str) -> list[str]:
     return [w for w in re.findall(r"[a-z0-9][a-z0-9'\-]*[a-z0-9]|[a-z0-9]", query.lower()) if w not in _STOP]
 
 
+@functools.lru_cache(maxsize=1)
 def _stemmer():
     import Stemmer
 
@@ -171,6 +284,119 @@ def matched_terms(query: str, text: str) -> tuple[str, ...]:
         if stem.stemWord(w.lower()) in qstems:
             seen.setdefault(w, None)
     return tuple(seen)
+
+
+QUERY_CACHE_SIZE = 256
+SENTENCE_CACHE_SIZE = 20000
+RESCORE_DEPTH_FACTOR = 3
+
+
+def query_vector(index: Index, query: str) -> np.ndarray:
+    """The query's embedding, cached per index: an answer, its follow-ups and the app's reruns
+    embed the same query text more than once."""
+    cache: OrderedDict[str, np.ndarray] | None = getattr(index, "_query_vectors", None)
+    if cache is None:
+        cache = OrderedDict()
+        index._query_vectors = cache  # type: ignore[attr-defined]
+    vec = cache.get(query)
+    if vec is None:
+        vec = cache[query] = index.embedder.encode_query(query)
+        while len(cache) > QUERY_CACHE_SIZE:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(query)
+    return vec
+
+
+_PARA_NUMBER = re.compile(r"^(?:\d{1,2}(?:\.\d{1,2}){1,3}\.?|\d{1,2}\.|[a-z]\)|\(?[ivx]{1,4}\)|[•▪●◦\-–])\s+")
+
+
+def strip_paragraph_number(sentence: str) -> int:
+    """How many leading characters of ``sentence`` are a paragraph number or bullet ("5.2 ",
+    "3. ", "a) ", "• "), which a shown quote leaves out."""
+    m = _PARA_NUMBER.match(sentence)
+    return m.end() if m else 0
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) offsets of the sentences of ``text`` (pysbd; a paragraph break inside a
+    "sentence" splits it again, because a heading or list item ran into it)."""
+    return list(_sentence_spans(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _sentence_spans(text: str) -> tuple[tuple[int, int], ...]:
+    import pysbd
+
+    seg = pysbd.Segmenter(language="en", clean=False, char_span=True)
+    spans = []
+    for s in seg.segment(text):
+        start, end = s.start, s.end
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        pos = start
+        for part in re.split(r"\n\n+", text[start:end]):
+            at = text.find(part, pos)
+            if part.strip():
+                spans.append((at, at + len(part)))
+            pos = at + len(part)
+    return tuple(spans)
+
+
+def sentence_vectors(index: Index, texts: Sequence[str]) -> np.ndarray:
+    """Embeddings of sentences, cached on the loaded index (the same report sentences come back
+    for related questions, follow-ups and re-scoring)."""
+    cache: OrderedDict[str, np.ndarray] | None = getattr(index, "_sentence_vectors", None)
+    if cache is None:
+        cache = OrderedDict()
+        index._sentence_vectors = cache  # type: ignore[attr-defined]
+    missing = list(dict.fromkeys(t for t in texts if t not in cache))
+    if missing:
+        for t, v in zip(missing, index.embedder.encode(missing)):
+            cache[t] = v
+        while len(cache) > SENTENCE_CACHE_SIZE:
+            cache.popitem(last=False)
+    if not texts:
+        return np.zeros((0, index.faiss.d), dtype=np.float32)
+    return np.vstack([cache[t] for t in texts])
+
+
+def _rescore(index: Index, qvec: np.ndarray, fused: dict[int, float], s: Settings, depth: int) -> dict[int, float]:
+    """Optional re-score (``settings.rescore``): the best-matching sentence of each of the top
+    ``depth`` fused chunks is compared with the query (bi-encoder), and that ranking is added to
+    the fusion as one more vote. It is added, not substituted, so a passage that only BM25 found
+    keeps its lexical vote and is not pushed out."""
+    top = sorted(fused, key=lambda i: (-fused[i], i))[:depth]
+    if len(top) < 2:
+        return fused
+    texts: list[str] = []
+    owner: list[int] = []
+    for i in top:
+        text = index.chunks[i].text
+        for a, b in sentence_spans(text):
+            a += strip_paragraph_number(text[a:b])
+            sent = " ".join(text[a:b].split())
+            if len(sent.split()) >= 4:
+                texts.append(sent)
+                owner.append(i)
+    if not texts:
+        return fused
+    sims = sentence_vectors(index, texts) @ qvec
+    best: dict[int, float] = {}
+    for i, sim in zip(owner, sims):
+        best[i] = max(best.get(i, -1.0), float(sim))
+    out = dict(fused)
+    ranked = sorted(best, key=lambda i: -best[i])
+    if s.fusion == "rrf" or s.retrieval_mode != "hybrid":
+        for rank, i in enumerate(ranked):
+            out[i] += 1.0 / (s.rrf_k + rank + 1)
+    else:
+        lo, hi = min(best.values()), max(best.values())
+        for i in ranked:
+            out[i] += s.dense_weight * ((best[i] - lo) / (hi - lo) if hi > lo else 1.0)
+    return out
 
 
 def _dense(index: Index, qvec: np.ndarray, n: int, mask: np.ndarray | None) -> dict[int, float]:
@@ -221,15 +447,17 @@ def _fuse(dense: dict[int, float], bm25: dict[int, float], s: Settings) -> dict[
     return fused
 
 
-def _retrieve(index: Index, query: str, qvec: np.ndarray | None, mask: np.ndarray | None, s: Settings
-              ) -> tuple[dict[int, float], dict[int, float], dict[int, float]]:
+def _retrieve(
+    index: Index, query: str, qvec: np.ndarray | None, mask: np.ndarray | None, s: Settings
+) -> tuple[dict[int, float], dict[int, float], dict[int, float]]:
     dense = _dense(index, qvec, s.candidates, mask) if qvec is not None else {}
     bm25 = _bm25(index, query, s.candidates, mask) if s.retrieval_mode != "dense" else {}
     return _fuse(dense, bm25, s), dense, bm25
 
 
-def search(index: Index, query: str, k: int | None = None, filters: Filters | None = None,
-           settings: Settings | None = None) -> list[Hit]:
+def search(
+    index: Index, query: str, k: int | None = None, filters: Filters | None = None, settings: Settings | None = None
+) -> list[Hit]:
     """The ``k`` best passages for ``query`` under ``filters``, best first.
 
     Raises QueryError for an empty query or an unknown filter value.
@@ -241,8 +469,11 @@ def search(index: Index, query: str, k: int | None = None, filters: Filters | No
         raise QueryError("the query is empty; type a question or some words to search for")
     f = validate_filters(index, filters)
     mask = _allowed(index, f)
-    qvec = index.embedder.encode_query(query) if s.retrieval_mode != "bm25" else None
+    qvec = query_vector(index, query) if s.retrieval_mode != "bm25" else None
     fused, dense, bm25 = _retrieve(index, query, qvec, mask, s)
+    depth = max(RESCORE_DEPTH_FACTOR * k, 20)
+    if s.rescore and qvec is not None:
+        fused = _rescore(index, qvec, fused, s, depth)
 
     order = sorted(fused, key=lambda i: (-fused[i], i))
     named = detect_reports(index, query) if s.named_report_boost and not f.reports else []
@@ -252,6 +483,8 @@ def search(index: Index, query: str, k: int | None = None, filters: Filters | No
             nmask &= mask
         if nmask.any():
             nfused, ndense, nbm25 = _retrieve(index, query, qvec, nmask, s)
+            if s.rescore and qvec is not None:
+                nfused = _rescore(index, qvec, nfused, s, depth)
             dense = {**dense, **ndense}
             bm25 = {**bm25, **nbm25}
             first = sorted(nfused, key=lambda i: (-nfused[i], i))
@@ -259,7 +492,7 @@ def search(index: Index, query: str, k: int | None = None, filters: Filters | No
             fused = {**fused, **{i: top + nfused[i] for i in first}}
             order = first + [i for i in order if i not in nfused]
 
-    hits = _to_hits(index, query, order, fused, dense, bm25, s)
+    hits = _to_hits(index, query, order, fused, dense, bm25, s, k)
     if s.max_hits_per_report > 0:
         per: dict[str, int] = {}
         capped = []
@@ -275,21 +508,41 @@ def _with_rank(h: Hit, rank: int) -> Hit:
     return Hit(**{**h.__dict__, "rank": rank})
 
 
-def _to_hits(index: Index, query: str, order: Sequence[int], fused: dict[int, float],
-             dense: dict[int, float], bm25: dict[int, float], s: Settings) -> list[Hit]:
+def _to_hits(
+    index: Index,
+    query: str,
+    order: Sequence[int],
+    fused: dict[int, float],
+    dense: dict[int, float],
+    bm25: dict[int, float],
+    s: Settings,
+    k: int,
+) -> list[Hit]:
+    """Chunks in rank order -> hits. A chunk next to (or overlapping) a better-ranked chunk of the
+    same report, on the same page(s) as it, is merged into it when it ranks among the first
+    ``MERGE_WINDOW_FACTOR * k`` candidates (at most ``MAX_MERGE_CHUNKS`` chunks per hit), so a
+    hit never cites more pages than its best chunk. A neighbour on other pages stays a hit of its
+    own; a neighbour ranked below the window is dropped as a near-duplicate."""
+    merge_window = max(MERGE_WINDOW_FACTOR * k, 10)
     groups: list[list[int]] = []  # chunk rows merged into one hit, in rank order of the best
-    for i in order:
+    for pos, i in enumerate(order):
         c = index.chunks[i]
         placed = False
         if s.merge_adjacent:
             for g in groups:
-                g0 = index.chunks[g[0]]
-                if g0.doc_id != c.doc_id or len(g) >= MAX_MERGE_CHUNKS:
+                if index.chunks[g[0]].doc_id != c.doc_id:
                     continue
                 seqs = [index.chunks[j].seq for j in g]
-                if min(seqs) - 1 <= c.seq <= max(seqs) + 1:
-                    g.append(i)
+                if not min(seqs) - 1 <= c.seq <= max(seqs) + 1:
+                    continue
+                lead = index.chunks[g[0]]
+                same_pages = lead.page_start <= c.page_start and c.page_end <= lead.page_end
+                if pos < merge_window and len(g) < MAX_MERGE_CHUNKS and same_pages:
+                    g.append(i)  # a strong neighbour: one passage across both chunks
                     placed = True
+                    break
+                if pos >= merge_window:
+                    placed = True  # a weak neighbour of a shown passage: de-duplicated, not shown
                     break
         if not placed:
             groups.append([i])
@@ -304,9 +557,18 @@ def _to_hits(index: Index, query: str, order: Sequence[int], fused: dict[int, fl
         meta = info.meta
         hits.append(
             Hit(
-                chunk_id=index.chunks[best].id, doc_id=meta.doc_id, file=meta.file, title=meta.title,
-                short_title=meta.short_title, type=meta.type, year=meta.year, page_start=p0, page_end=p1,
-                heading=index.chunks[best].heading, text=text, score=float(fused[best]),
+                chunk_id=index.chunks[best].id,
+                doc_id=meta.doc_id,
+                file=meta.file,
+                title=meta.title,
+                short_title=meta.short_title,
+                type=meta.type,
+                year=meta.year,
+                page_start=p0,
+                page_end=p1,
+                heading=index.chunks[best].heading,
+                text=text,
+                score=float(fused[best]),
                 dense_score=max((dense[j] for j in g if j in dense), default=None),
                 bm25_score=max((bm25[j] for j in g if j in bm25), default=None),
                 matched_terms=matched_terms(query, text),
@@ -331,10 +593,18 @@ def reports(index: Index, theme: str | None = None, rtype: str | None = None) ->
             continue
         rows.append(
             {
-                "file": d.meta.file, "title": d.meta.title, "short_title": d.meta.short_title,
-                "type": d.meta.type, "year": d.meta.year, "subject": d.meta.subject, "pages": d.n_pages,
-                "themes": list(d.themes), "theme_counts": d.theme_counts, "fictional": d.meta.fictional,
-                "inferred": d.meta.inferred, "source_url": d.meta.source_url,
+                "file": d.meta.file,
+                "title": d.meta.title,
+                "short_title": d.meta.short_title,
+                "type": d.meta.type,
+                "year": d.meta.year,
+                "subject": d.meta.subject,
+                "pages": d.n_pages,
+                "themes": list(d.themes),
+                "theme_counts": d.theme_counts,
+                "fictional": d.meta.fictional,
+                "inferred": d.meta.inferred,
+                "source_url": d.meta.source_url,
             }
         )
     if f.themes:
@@ -348,5 +618,19 @@ def iter_hit_pages(hits: Iterable[Hit]) -> Iterable[tuple[str, int]]:
             yield h.file, p
 
 
-__all__ = ["Filters", "search", "reports", "detect_reports", "validate_filters", "matched_terms",
-           "iter_hit_pages", "field"]
+__all__ = [
+    "Filters",
+    "search",
+    "reports",
+    "detect_reports",
+    "report_mentions",
+    "remove_report_mentions",
+    "validate_filters",
+    "matched_terms",
+    "query_vector",
+    "sentence_spans",
+    "sentence_vectors",
+    "strip_paragraph_number",
+    "iter_hit_pages",
+    "field",
+]

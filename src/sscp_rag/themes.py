@@ -24,81 +24,247 @@ class Theme:
 
 
 THEMES: tuple[Theme, ...] = (
-    Theme("neglect", "Neglect", "Neglect of a child's basic needs: food, hygiene, supervision, "
-          "health care, chronic neglect.",
-          (r"neglect\w*", r"chronic neglect", r"graded care profile", r"GCP ?2",
-           r"poor home conditions", r"unkempt", r"malnutrition", r"hungry|hunger")),
-    Theme("toxic-trio", "Toxic trio / cumulative harm", "Domestic abuse, parental mental ill "
-          "health and substance misuse together; cumulative harm.",
-          (r"toxic trio", r"cumulative harm", r"cumulative impact", r"trio of")),
-    Theme("domestic-abuse", "Domestic abuse and coercive control", "Domestic abuse, domestic "
-          "violence, coercive and controlling behaviour between adults in a child's life.",
-          (r"domestic (abuse|violence)", r"coercive(ly)?( and)? control\w*", r"controlling behaviou?r",
-           r"\bMARAC\b", r"\bDASH\b", r"operation encompass", r"intimate partner", r"domestic homicide")),
-    Theme("parental-mental-health", "Parental mental health", "A parent's or carer's mental "
-          "ill health: depression, psychosis, postnatal illness.",
-          (r"(parental|maternal|paternal|mother'?s|father'?s) (mental|depress)\w*",
-           r"post-?natal (depression|mental)", r"perinatal mental", r"adult mental health",
-           r"bipolar", r"psychosis|psychotic", r"mental (ill )?health (of|needs of) (the )?(mother|father|parent)")),
-    Theme("substance-misuse", "Parental substance misuse", "Alcohol or drug misuse by parents "
-          "or carers.",
-          (r"substance (mis)?use", r"alcohol\w*", r"drug (use|misuse)", r"drinking", r"cannabis",
-           r"heroin|cocaine|methadone", r"intoxicated|drunk")),
-    Theme("information-sharing", "Information sharing and multi-agency working", "Sharing "
-          "information between agencies, multi-agency working, escalation of concerns.",
-          (r"information(-| )sharing", r"share[sd]? information", r"multi-?agency",
-           r"escalat\w+", r"\bMASH\b", r"strategy (discussion|meeting)")),
-    Theme("professional-curiosity", "Professional curiosity", "Professional curiosity and "
-          "respectful uncertainty: questioning what families say.",
-          (r"professional curiosity", r"respectful uncertainty", r"curious", r"think the unthinkable")),
-    Theme("disguised-compliance", "Disguised compliance", "Parents appearing to cooperate "
-          "while avoiding change: disguised compliance.",
-          (r"disguised compliance", r"apparent (co-?operation|compliance)", r"superficial(ly)? (co-?operat|engag)\w*")),
-    Theme("voice-of-child", "Voice of the child and lived experience", "Hearing the child's "
-          "voice, wishes and feelings, and their lived experience.",
-          (r"voice of the child", r"child'?s voice", r"lived experience", r"wishes and feelings",
-           r"seen (alone|on their own)", r"day in the life")),
-    Theme("critical-thinking", "Critical thinking, challenge and supervision", "Critical "
-          "thinking and challenge in practice, reflective supervision, confirmation bias.",
-          (r"supervision", r"critical thinking", r"challenge", r"confirmation bias", r"optimism bias",
-           r"rule of optimism", r"reflective")),
-    Theme("safer-sleep", "SUDI, safer sleep and co-sleeping", "Sudden unexpected death in "
-          "infancy, safer sleep advice, co-sleeping and unsafe sleep environments.",
-          (r"\bSUDI\b", r"sudden unexpected death", r"safer sleep", r"co-?sleep\w*", r"bed-?shar\w*",
-           r"sofa", r"cot death", r"sleep environment")),
-    Theme("nai-infants", "Non-accidental injury in babies", "Non-accidental injury to babies; "
-          "bruising in non-mobile infants; abusive head trauma.",
-          (r"non-?accidental injur\w*", r"\bNAI\b", r"non-?mobile", r"bruis\w+ (in|on) (a |the )?(baby|babies|infant)",
-           r"abusive head trauma", r"shaken baby", r"fractures?", r"bruising protocol")),
-    Theme("suicide-self-harm", "Adolescent suicide and self-harm", "Suicide, suicidal ideation "
-          "and self-harm by young people.",
-          (r"suicid\w*", r"self-?harm\w*", r"overdose", r"ligature", r"took (his|her|their) own life")),
-    Theme("exploitation", "Exploitation and extra-familial harm", "Child criminal and sexual "
-          "exploitation, county lines, extra-familial harm, missing from home or care.",
-          (r"exploit\w+", r"county lines", r"\bC[CS]E\b", r"extra-?familial", r"contextual safeguarding",
-           r"missing (from )?(home|care|episodes?)", r"went missing", r"national referral mechanism", r"\bNRM\b",
-           r"grooming")),
-    Theme("csa-family", "Child sexual abuse in the family", "Sexual abuse of a child by a family "
-          "member or within the family environment.",
-          (r"(intra-?familial )?(child )?sexual abuse", r"sexually abus\w+", r"\bCSA\b", r"disclos(ure|ed) of sexual")),
-    Theme("disability-send", "Disability and SEND", "Disabled children, special educational needs "
-          "and disabilities, communication needs, EHCPs.",
-          (r"disab\w+", r"\bSEND\b", r"special educational needs", r"\bEHCP?\b", r"autis\w+",
-           r"learning (disability|difficult\w+)", r"communication needs")),
-    Theme("not-in-school", "Children not in school", "Children missing education, exclusion, "
-          "reduced timetables and elective home education.",
-          (r"elective home education", r"home educat\w+", r"\bEHE\b", r"missing education", r"exclu(ded|sion)",
-           r"reduced timetable", r"school attendance", r"not in school", r"persistent(ly)? absen\w+")),
-    Theme("race-culture-identity", "Race, culture and identity", "Ethnicity, culture, faith, "
-          "language and identity, and professionals' assumptions about them.",
-          (r"\brac(e|ism|ial)\b", r"cultur\w+", r"ethnic\w*", r"identity", r"interpreter", r"adultification",
-           r"faith", r"immigration")),
-    Theme("young-carers", "Young carers", "Children who care for a parent or sibling.",
-          (r"young carers?", r"caring (role|responsibilit\w+)", r"carer'?s assessment")),
-    Theme("poverty-housing", "Poverty and housing", "Poverty, debt, overcrowding, temporary "
-          "accommodation and housing instability.",
-          (r"povert\w+", r"temporary accommodation", r"overcrowd\w+", r"housing", r"homeless\w*",
-           r"\bdebt\b", r"food bank", r"rent arrears")),
+    Theme(
+        "neglect",
+        "Neglect",
+        "Neglect of a child's basic needs: food, hygiene, supervision, health care, chronic neglect.",
+        (
+            r"neglect\w*",
+            r"chronic neglect",
+            r"graded care profile",
+            r"GCP ?2",
+            r"poor home conditions",
+            r"unkempt",
+            r"malnutrition",
+            r"hungry|hunger",
+        ),
+    ),
+    Theme(
+        "toxic-trio",
+        "Toxic trio / cumulative harm",
+        "Domestic abuse, parental mental ill health and substance misuse together; cumulative harm.",
+        (r"toxic trio", r"cumulative harm", r"cumulative impact", r"trio of"),
+    ),
+    Theme(
+        "domestic-abuse",
+        "Domestic abuse and coercive control",
+        "Domestic abuse, domestic violence, coercive and controlling behaviour between adults in a child's life.",
+        (
+            r"domestic (abuse|violence)",
+            r"coercive(ly)?( and)? control\w*",
+            r"controlling behaviou?r",
+            r"\bMARAC\b",
+            r"\bDASH\b",
+            r"operation encompass",
+            r"intimate partner",
+            r"domestic homicide",
+        ),
+    ),
+    Theme(
+        "parental-mental-health",
+        "Parental mental health",
+        "A parent's or carer's mental ill health: depression, psychosis, postnatal illness.",
+        (
+            r"(parental|maternal|paternal|mother'?s|father'?s) (mental|depress)\w*",
+            r"post-?natal (depression|mental)",
+            r"perinatal mental",
+            r"adult mental health",
+            r"bipolar",
+            r"psychosis|psychotic",
+            r"mental (ill )?health (of|needs of) (the )?(mother|father|parent)",
+        ),
+    ),
+    Theme(
+        "substance-misuse",
+        "Parental substance misuse",
+        "Alcohol or drug misuse by parents or carers.",
+        (
+            r"substance (mis)?use",
+            r"alcohol\w*",
+            r"drug (use|misuse)",
+            r"drinking",
+            r"cannabis",
+            r"heroin|cocaine|methadone",
+            r"intoxicated|drunk",
+        ),
+    ),
+    Theme(
+        "information-sharing",
+        "Information sharing and multi-agency working",
+        "Sharing information between agencies, multi-agency working, escalation of concerns.",
+        (
+            r"information(-| )sharing",
+            r"share[sd]? information",
+            r"multi-?agency",
+            r"escalat\w+",
+            r"\bMASH\b",
+            r"strategy (discussion|meeting)",
+        ),
+    ),
+    Theme(
+        "professional-curiosity",
+        "Professional curiosity",
+        "Professional curiosity and respectful uncertainty: questioning what families say.",
+        (r"professional curiosity", r"respectful uncertainty", r"curious", r"think the unthinkable"),
+    ),
+    Theme(
+        "disguised-compliance",
+        "Disguised compliance",
+        "Parents appearing to cooperate while avoiding change: disguised compliance.",
+        (r"disguised compliance", r"apparent (co-?operation|compliance)", r"superficial(ly)? (co-?operat|engag)\w*"),
+    ),
+    Theme(
+        "voice-of-child",
+        "Voice of the child and lived experience",
+        "Hearing the child's voice, wishes and feelings, and their lived experience.",
+        (
+            r"voice of the child",
+            r"child'?s voice",
+            r"lived experience",
+            r"wishes and feelings",
+            r"seen (alone|on their own)",
+            r"day in the life",
+        ),
+    ),
+    Theme(
+        "critical-thinking",
+        "Critical thinking, challenge and supervision",
+        "Critical thinking and challenge in practice, reflective supervision, confirmation bias.",
+        (
+            r"supervision",
+            r"critical thinking",
+            r"challenge",
+            r"confirmation bias",
+            r"optimism bias",
+            r"rule of optimism",
+            r"reflective",
+        ),
+    ),
+    Theme(
+        "safer-sleep",
+        "SUDI, safer sleep and co-sleeping",
+        "Sudden unexpected death in infancy, safer sleep advice, co-sleeping and unsafe sleep environments.",
+        (
+            r"\bSUDI\b",
+            r"sudden unexpected death",
+            r"safer sleep",
+            r"co-?sleep\w*",
+            r"bed-?shar\w*",
+            r"sofa",
+            r"cot death",
+            r"sleep environment",
+        ),
+    ),
+    Theme(
+        "nai-infants",
+        "Non-accidental injury in babies",
+        "Non-accidental injury to babies; bruising in non-mobile infants; abusive head trauma.",
+        (
+            r"non-?accidental injur\w*",
+            r"\bNAI\b",
+            r"\bnon-?mobile",
+            r"bruis\w+ (in|on) (a |the )?([\w-]+ )?(baby|babies|infants?)",
+            r"abusive head trauma",
+            r"shaken baby",
+            r"fractures?",
+            r"bruising protocol",
+        ),
+    ),
+    Theme(
+        "suicide-self-harm",
+        "Adolescent suicide and self-harm",
+        "Suicide, suicidal ideation and self-harm by young people.",
+        (r"suicid\w*", r"self-?harm\w*", r"overdose", r"ligature", r"took (his|her|their) own life"),
+    ),
+    Theme(
+        "exploitation",
+        "Exploitation and extra-familial harm",
+        "Child criminal and sexual exploitation, county lines, extra-familial harm, missing from home or care.",
+        (
+            r"exploit\w+",
+            r"county lines",
+            r"\bC[CS]E\b",
+            r"extra-?familial",
+            r"contextual safeguarding",
+            r"missing (from )?(home|care|episodes?)",
+            r"went missing",
+            r"national referral mechanism",
+            r"\bNRM\b",
+            r"grooming",
+        ),
+    ),
+    Theme(
+        "csa-family",
+        "Child sexual abuse in the family",
+        "Sexual abuse of a child by a family member or within the family environment.",
+        (r"(intra-?familial )?(child )?sexual abuse", r"sexually abus\w+", r"\bCSA\b", r"disclos(ure|ed) of sexual"),
+    ),
+    Theme(
+        "disability-send",
+        "Disability and SEND",
+        "Disabled children, special educational needs and disabilities, communication needs, EHCPs.",
+        (
+            r"disab\w+",
+            r"\bSEND\b",
+            r"special educational needs",
+            r"\bEHCP?\b",
+            r"autis\w+",
+            r"learning (disability|difficult\w+)",
+            r"communication needs",
+        ),
+    ),
+    Theme(
+        "not-in-school",
+        "Children not in school",
+        "Children missing education, exclusion, reduced timetables and elective home education.",
+        (
+            r"elective home education",
+            r"home educat\w+",
+            r"\bEHE\b",
+            r"missing education",
+            r"exclu(ded|sion)",
+            r"reduced timetable",
+            r"school attendance",
+            r"not in school",
+            r"persistent(ly)? absen\w+",
+        ),
+    ),
+    Theme(
+        "race-culture-identity",
+        "Race, culture and identity",
+        "Ethnicity, culture, faith, language and identity, and professionals' assumptions about them.",
+        (
+            r"\brac(e|ism|ial)\b",
+            r"cultur\w+",
+            r"ethnic\w*",
+            r"identity",
+            r"interpreter",
+            r"adultification",
+            r"faith",
+            r"immigration",
+        ),
+    ),
+    Theme(
+        "young-carers",
+        "Young carers",
+        "Children who care for a parent or sibling.",
+        (r"young carers?", r"caring (role|responsibilit\w+)", r"carer'?s assessment"),
+    ),
+    Theme(
+        "poverty-housing",
+        "Poverty and housing",
+        "Poverty, debt, overcrowding, temporary accommodation and housing instability.",
+        (
+            r"povert\w+",
+            r"temporary accommodation",
+            r"overcrowd\w+",
+            r"housing",
+            r"homeless\w*",
+            r"\bdebt\b",
+            r"food bank",
+            r"rent arrears",
+        ),
+    ),
 )
 
 THEME_IDS: tuple[str, ...] = tuple(t.id for t in THEMES)
@@ -136,8 +302,9 @@ def resolve_theme(name: str) -> str | None:
     return None
 
 
-def tag_text(text: str, embedding: np.ndarray | None = None,
-             theme_vectors: np.ndarray | None = None) -> tuple[str, ...]:
+def tag_text(
+    text: str, embedding: np.ndarray | None = None, theme_vectors: np.ndarray | None = None
+) -> tuple[str, ...]:
     """The theme ids a passage is about (lexicon, plus optional embedding similarity)."""
     found: list[str] = []
     for t in THEMES:
