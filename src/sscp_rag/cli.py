@@ -113,7 +113,7 @@ def ingest(ctx, corpus_dir, index_dir, strict, quiet, as_json):
     from sscp_rag.index import build_index
 
     s = _settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir)
-    summary = build_index(s, progress=not quiet and not as_json)
+    summary = build_index(s, progress=not quiet and not as_json, strict=strict)
     if as_json:
         _echo_json(summary.as_dict())
         return
@@ -313,20 +313,33 @@ def fetch_cmd(urls, dest, max_mb, delay, contact, quiet, as_json):
 @cli.command("eval")
 @click.argument("eval_file", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @corpus_index_options
-@click.option("--beir", "beir_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Evaluate on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) instead.")
-@click.option("--configs", default="bm25,dense,hybrid", show_default=True,
-              help="Comma-separated configurations, or 'all' (see --list-configs).")
+@click.option(
+    "--beir",
+    "beir_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Evaluate on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) instead.",
+)
+@click.option(
+    "--configs",
+    default="bm25,dense,hybrid",
+    show_default=True,
+    help="Comma-separated configurations, or 'all' (see --list-configs).",
+)
 @click.option("--k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Hits per question.")
 @click.option("--no-answers", is_flag=True, help="Skip the answer metrics (abstention, citation validity).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (see eval/README.md).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Write a report folder: results.json, per_question.jsonl, summary.md, comparison.png.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write a report folder: results.json, per_question.jsonl, summary.md, comparison.png.",
+)
 @click.option("--list-configs", is_flag=True, help="List the configurations and exit.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
-def eval_cmd(ctx, eval_file, corpus_dir, index_dir, beir_dir, configs, k, no_answers, as_json, out_dir,
-             list_configs, quiet):
+def eval_cmd(
+    ctx, eval_file, corpus_dir, index_dir, beir_dir, configs, k, no_answers, as_json, out_dir, list_configs, quiet
+):
     """Measure retrieval and answers on EVAL_FILE (JSONL, see eval/README.md) or a BEIR folder.
 
     Builds or reuses the index of the corpus, runs each configuration and reports document- and
