@@ -74,34 +74,80 @@ TYPE_WORDS = {
 
 # theme ids allowed in front matter (mirrors the project's theme list)
 THEME_IDS = {
-    "neglect", "toxic-trio", "domestic-abuse", "parental-mental-health",
-    "substance-misuse", "information-sharing", "professional-curiosity",
-    "disguised-compliance", "voice-of-child", "critical-thinking", "safer-sleep",
-    "nai-infants", "suicide-self-harm", "exploitation", "csa-family",
-    "disability-send", "not-in-school", "race-culture-identity", "young-carers",
+    "neglect",
+    "toxic-trio",
+    "domestic-abuse",
+    "parental-mental-health",
+    "substance-misuse",
+    "information-sharing",
+    "professional-curiosity",
+    "disguised-compliance",
+    "voice-of-child",
+    "critical-thinking",
+    "safer-sleep",
+    "nai-infants",
+    "suicide-self-harm",
+    "exploitation",
+    "csa-family",
+    "disability-send",
+    "not-in-school",
+    "race-culture-identity",
+    "young-carers",
     "poverty-housing",
 }
 
 REQUIRED_KEYS = ("file", "title", "short_title", "type", "date", "subject", "themes")
 OPTIONAL_KEYS = ("layout", "executive_summary")
 
-MONTHS = ["January", "February", "March", "April", "May", "June", "July",
-          "August", "September", "October", "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 
 # Characters that Helvetica (WinAnsi) either lacks or that extract badly are mapped to
 # plain ASCII. The en dash is kept: it is in WinAnsiEncoding and round-trips via pypdf.
 CHAR_MAP = {
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'",
-    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"',
-    "\u2032": "'", "\u2033": '"',
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201a": "'",
+    "\u201b": "'",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u201e": '"',
+    "\u201f": '"',
+    "\u2032": "'",
+    "\u2033": '"',
     "\u2014": " - ",  # em dash
     "\u2015": " - ",
-    "\u2012": "-", "\u2010": "-", "\u2011": "-", "\u2212": "-",
+    "\u2012": "-",
+    "\u2010": "-",
+    "\u2011": "-",
+    "\u2212": "-",
     "\u2026": "...",
-    "\u00a0": " ", "\u2009": " ", "\u200a": " ", "\u202f": " ", "\u2007": " ",
-    "\u200b": "", "\ufeff": "",
-    "\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
-    "\u2022": "-", "\u00b7": "-",
+    "\u00a0": " ",
+    "\u2009": " ",
+    "\u200a": " ",
+    "\u202f": " ",
+    "\u2007": " ",
+    "\u200b": "",
+    "\ufeff": "",
+    "\ufb00": "ff",
+    "\ufb01": "fi",
+    "\ufb02": "fl",
+    "\ufb03": "ffi",
+    "\ufb04": "ffl",
+    "\u2022": "-",
+    "\u00b7": "-",
     "\u2192": "->",
 }
 KEEP_NON_LATIN1 = {"\u2013"}  # en dash
@@ -197,8 +243,7 @@ def validate_meta(meta: dict, path: Path, warnings: list) -> dict:
         if not meta[k]:
             raise SourceError(f"{path}: front matter key {k!r} is empty")
     if meta["type"] not in TYPE_WORDS:
-        raise SourceError(
-            f"{path}: unknown type {meta['type']!r} (expected one of: {', '.join(TYPE_WORDS)})")
+        raise SourceError(f"{path}: unknown type {meta['type']!r} (expected one of: {', '.join(TYPE_WORDS)})")
     m = re.fullmatch(r"(\d{4})-(\d{2})", meta["date"])
     if not m or not 1 <= int(m.group(2)) <= 12:
         raise SourceError(f"{path}: date {meta['date']!r} is not YYYY-MM")
@@ -284,8 +329,7 @@ def parse_body(lines: list, first_line: int, path: Path, warnings: list) -> list
             level = len(hm.group(1))
             if level > 2:
                 warnings.append(f"{path.name}:{lineno}: heading level {level} rendered as a sub-heading")
-            blocks.append(Block("h1" if level == 1 else "h2", hm.group(2).strip().rstrip("#").strip(),
-                                line=lineno))
+            blocks.append(Block("h1" if level == 1 else "h2", hm.group(2).strip().rstrip("#").strip(), line=lineno))
             i += 1
             continue
         if s.startswith("|"):
@@ -338,7 +382,7 @@ def load_source(path: Path) -> Source:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise SourceError(f"{path}: not valid UTF-8 ({e})")
+        raise SourceError(f"{path}: not valid UTF-8 ({e})") from e
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = normalise_text(text, path, warnings)
     lines = text.split("\n")
@@ -376,27 +420,42 @@ def make_styles() -> dict:
     st = {
         "body": ParagraphStyle("body", spaceAfter=6.5, **base),
         "bullet": ParagraphStyle("bullet", leftIndent=16, bulletIndent=5, spaceAfter=3, **base),
-        "h1": ParagraphStyle("h1", fontName="Helvetica-Bold", fontSize=14, leading=18,
-                             spaceBefore=10, spaceAfter=7, textColor=ACCENT, keepWithNext=1),
-        "h2": ParagraphStyle("h2", fontName="Helvetica-Bold", fontSize=12, leading=15.5,
-                             spaceBefore=7, spaceAfter=5, textColor=ACCENT, keepWithNext=1),
+        "h1": ParagraphStyle(
+            "h1",
+            fontName="Helvetica-Bold",
+            fontSize=14,
+            leading=18,
+            spaceBefore=10,
+            spaceAfter=7,
+            textColor=ACCENT,
+            keepWithNext=1,
+        ),
+        "h2": ParagraphStyle(
+            "h2",
+            fontName="Helvetica-Bold",
+            fontSize=12,
+            leading=15.5,
+            spaceBefore=7,
+            spaceAfter=5,
+            textColor=ACCENT,
+            keepWithNext=1,
+        ),
         "cell": ParagraphStyle("cell", fontName="Helvetica", fontSize=9.5, leading=12),
         "cellhead": ParagraphStyle("cellhead", fontName="Helvetica-Bold", fontSize=9.5, leading=12),
-        "title": ParagraphStyle("title", fontName="Helvetica-Bold", fontSize=24, leading=30,
-                                textColor=ACCENT, spaceAfter=14),
-        "title_small": ParagraphStyle("title_small", fontName="Helvetica-Bold", fontSize=20,
-                                      leading=25, textColor=ACCENT, spaceAfter=8),
-        "publisher": ParagraphStyle("publisher", fontName="Helvetica-Bold", fontSize=13,
-                                    leading=17, spaceAfter=6),
-        "doctype": ParagraphStyle("doctype", fontName="Helvetica", fontSize=13, leading=17,
-                                  spaceAfter=4),
-        "date": ParagraphStyle("date", fontName="Helvetica", fontSize=12, leading=16,
-                               spaceAfter=18),
+        "title": ParagraphStyle(
+            "title", fontName="Helvetica-Bold", fontSize=24, leading=30, textColor=ACCENT, spaceAfter=14
+        ),
+        "title_small": ParagraphStyle(
+            "title_small", fontName="Helvetica-Bold", fontSize=20, leading=25, textColor=ACCENT, spaceAfter=8
+        ),
+        "publisher": ParagraphStyle("publisher", fontName="Helvetica-Bold", fontSize=13, leading=17, spaceAfter=6),
+        "doctype": ParagraphStyle("doctype", fontName="Helvetica", fontSize=13, leading=17, spaceAfter=4),
+        "date": ParagraphStyle("date", fontName="Helvetica", fontSize=12, leading=16, spaceAfter=18),
         "notice": ParagraphStyle("notice", fontName="Helvetica-Bold", fontSize=10.5, leading=14),
-        "toctitle": ParagraphStyle("toctitle", fontName="Helvetica-Bold", fontSize=16, leading=20,
-                                   textColor=ACCENT, spaceAfter=12),
-        "toc0": ParagraphStyle("toc0", fontName="Helvetica", fontSize=11, leading=15,
-                               spaceBefore=4),
+        "toctitle": ParagraphStyle(
+            "toctitle", fontName="Helvetica-Bold", fontSize=16, leading=20, textColor=ACCENT, spaceAfter=12
+        ),
+        "toc0": ParagraphStyle("toc0", fontName="Helvetica", fontSize=11, leading=15, spaceBefore=4),
     }
     return st
 
@@ -448,14 +507,20 @@ class CorpusDoc(BaseDocTemplate):
     def __init__(self, filename, meta, title_height=None, **kw):
         self.meta = meta
         super().__init__(
-            filename, pagesize=A4, invariant=1,
-            leftMargin=MARGIN_X, rightMargin=MARGIN_X,
-            topMargin=MARGIN_TOP, bottomMargin=MARGIN_BOTTOM,
-            title=meta["title"], author=PUBLISHER + " (fictional demonstration)",
+            filename,
+            pagesize=A4,
+            invariant=1,
+            leftMargin=MARGIN_X,
+            rightMargin=MARGIN_X,
+            topMargin=MARGIN_TOP,
+            bottomMargin=MARGIN_BOTTOM,
+            title=meta["title"],
+            author=PUBLISHER + " (fictional demonstration)",
             subject=(meta["subject"] or meta["title"]),
             creator="sscp-rag scripts/build_demo_corpus.py",
             keywords=", ".join(meta["themes"]),
-            **kw)
+            **kw,
+        )
         w, h = self.width, self.height
         x0, y0 = self.leftMargin, self.bottomMargin
         two = meta["layout"] == "two-column"
@@ -464,31 +529,62 @@ class CorpusDoc(BaseDocTemplate):
         def columns(top_height, idp):
             hgt = h - top_height
             if two:
-                return [Frame(x0, y0, colw, hgt, id=f"{idp}L", leftPadding=0, rightPadding=0,
-                              topPadding=0, bottomPadding=0),
-                        Frame(x0 + colw + COLUMN_GAP, y0, colw, hgt, id=f"{idp}R", leftPadding=0,
-                              rightPadding=0, topPadding=0, bottomPadding=0)]
-            return [Frame(x0, y0, w, hgt, id=f"{idp}1", leftPadding=0, rightPadding=0,
-                          topPadding=0, bottomPadding=0)]
+                return [
+                    Frame(
+                        x0, y0, colw, hgt, id=f"{idp}L", leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0
+                    ),
+                    Frame(
+                        x0 + colw + COLUMN_GAP,
+                        y0,
+                        colw,
+                        hgt,
+                        id=f"{idp}R",
+                        leftPadding=0,
+                        rightPadding=0,
+                        topPadding=0,
+                        bottomPadding=0,
+                    ),
+                ]
+            return [Frame(x0, y0, w, hgt, id=f"{idp}1", leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0)]
 
         templates = []
         if title_height is None:
             # a full title page, followed by body pages
-            templates.append(PageTemplate(
-                id="title", onPage=no_header,
-                frames=[Frame(x0, y0, w, h, id="titleframe", leftPadding=0, rightPadding=0,
-                              topPadding=0, bottomPadding=0)]))
+            templates.append(
+                PageTemplate(
+                    id="title",
+                    onPage=no_header,
+                    frames=[
+                        Frame(
+                            x0, y0, w, h, id="titleframe", leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0
+                        )
+                    ],
+                )
+            )
         else:
             # title block at the top of page 1, the body below it
-            top = Frame(x0, y0 + h - title_height, w, title_height, id="titleblock",
-                        leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0)
-            templates.append(PageTemplate(id="title", onPage=no_header,
-                                          frames=[top] + columns(title_height, "first")))
-        templates.append(PageTemplate(id="contents", onPage=draw_running_header,
-                                      frames=[Frame(x0, y0, w, h, id="tocframe", leftPadding=0,
-                                                    rightPadding=0, topPadding=0, bottomPadding=0)]))
-        templates.append(PageTemplate(id="body", onPage=draw_running_header,
-                                      frames=columns(0, "body")))
+            top = Frame(
+                x0,
+                y0 + h - title_height,
+                w,
+                title_height,
+                id="titleblock",
+                leftPadding=0,
+                rightPadding=0,
+                topPadding=0,
+                bottomPadding=0,
+            )
+            templates.append(PageTemplate(id="title", onPage=no_header, frames=[top] + columns(title_height, "first")))
+        templates.append(
+            PageTemplate(
+                id="contents",
+                onPage=draw_running_header,
+                frames=[
+                    Frame(x0, y0, w, h, id="tocframe", leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0)
+                ],
+            )
+        )
+        templates.append(PageTemplate(id="body", onPage=draw_running_header, frames=columns(0, "body")))
         self.addPageTemplates(templates)
 
     def afterFlowable(self, flowable):
@@ -540,8 +636,7 @@ def title_flowables(meta, st, compact: bool) -> list:
     out.append(Paragraph(inline(meta["title"]), st["title_small"] if compact else st["title"]))
     out.append(Paragraph(inline(PUBLISHER), st["publisher"]))
     out.append(Paragraph(inline(type_words(meta)), st["doctype"]))
-    out.append(Paragraph(month_year(meta), ParagraphStyle("d2", parent=st["date"],
-                                                          spaceAfter=10 if compact else 18)))
+    out.append(Paragraph(month_year(meta), ParagraphStyle("d2", parent=st["date"], spaceAfter=10 if compact else 18)))
     out.append(NoticeBox(st["notice"]))
     if compact:
         out.append(Spacer(1, 14))
@@ -594,15 +689,19 @@ def make_table(rows: list, st: dict, avail: float) -> Table:
     for r in rows[1:]:
         data.append([Paragraph(inline(c), st["cell"]) for c in r])
     t = Table(data, colWidths=widths, repeatRows=1, hAlign="LEFT")
-    t.setStyle(TableStyle([
-        ("GRID", (0, 0), (-1, -1), 0.5, colors.HexColor("#555555")),
-        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dde5ef")),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("LEFTPADDING", (0, 0), (-1, -1), 4),
-        ("RIGHTPADDING", (0, 0), (-1, -1), 4),
-        ("TOPPADDING", (0, 0), (-1, -1), 3),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
-    ]))
+    t.setStyle(
+        TableStyle(
+            [
+                ("GRID", (0, 0), (-1, -1), 0.5, colors.HexColor("#555555")),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dde5ef")),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("LEFTPADDING", (0, 0), (-1, -1), 4),
+                ("RIGHTPADDING", (0, 0), (-1, -1), 4),
+                ("TOPPADDING", (0, 0), (-1, -1), 3),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
+            ]
+        )
+    )
     return t
 
 
@@ -685,9 +784,18 @@ class ContentsTable(TableOfContents):
     def wrap(self, availWidth, availHeight):
         entries = self._lastEntries or [(0, "Contents placeholder", 0, None)]
         rows = [[TocLine(text, page, self.getLevelStyle(level))] for (level, text, page, _key) in entries]
-        self._table = Table(rows, colWidths=(availWidth,), style=TableStyle([
-            ("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0),
-            ("TOPPADDING", (0, 0), (-1, -1), 0), ("BOTTOMPADDING", (0, 0), (-1, -1), 0)]))
+        self._table = Table(
+            rows,
+            colWidths=(availWidth,),
+            style=TableStyle(
+                [
+                    ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                    ("RIGHTPADDING", (0, 0), (-1, -1), 0),
+                    ("TOPPADDING", (0, 0), (-1, -1), 0),
+                    ("BOTTOMPADDING", (0, 0), (-1, -1), 0),
+                ]
+            ),
+        )
         self.width, self.height = self._table.wrapOn(self.canv, availWidth, availHeight)
         return self.width, self.height
 
@@ -765,6 +873,7 @@ def render(src: Source, out_path: Path) -> None:
 
 def page_count(path: Path) -> int:
     from pypdf import PdfReader
+
     return len(PdfReader(str(path)).pages)
 
 
@@ -787,11 +896,20 @@ def manifest_entry(meta, pages: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
-        description="Render the fictional demo corpus (Markdown sources) to PDFs and manifest.json.")
-    ap.add_argument("--src", type=Path, default=DEFAULT_SRC,
-                    help=f"folder of *.md sources (default: {DEFAULT_SRC.relative_to(REPO_ROOT)})")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                    help=f"folder for the PDFs and manifest.json (default: {DEFAULT_OUT.relative_to(REPO_ROOT)})")
+        description="Render the fictional demo corpus (Markdown sources) to PDFs and manifest.json."
+    )
+    ap.add_argument(
+        "--src",
+        type=Path,
+        default=DEFAULT_SRC,
+        help=f"folder of *.md sources (default: {DEFAULT_SRC.relative_to(REPO_ROOT)})",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"folder for the PDFs and manifest.json (default: {DEFAULT_OUT.relative_to(REPO_ROOT)})",
+    )
     args = ap.parse_args(argv)
 
     if not args.src.is_dir():
@@ -837,8 +955,7 @@ def main(argv=None) -> int:
 
     entries.sort(key=lambda e: e["file"])
     manifest = {"documents": entries}
-    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
-                                            encoding="utf-8")
+    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"total: {len(entries)} documents, {total_pages} pages")
 
     stale = sorted(p.name for p in args.out.glob("*.pdf") if p.name not in seen_files)
