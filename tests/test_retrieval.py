@@ -274,8 +274,8 @@ def test_single_retriever_modes(demo_index, mode):
         assert all(h.bm25_score is not None for h in hits)
 
 
-def test_score_fusion_also_finds_known_answer(demo_index):
-    settings = demo_index.settings.with_overrides(fusion="score")
+def test_rrf_fusion_also_finds_known_answer(demo_index):
+    settings = demo_index.settings.with_overrides(fusion="rrf")
     question, file, answers = KNOWN_ANSWERS[0]
     assert search(demo_index, question, k=3, settings=settings)[0].file == file
 

@@ -215,8 +215,8 @@ CONFIGS: dict[str, EvalConfig] = {
     for c in (
         EvalConfig("bm25", "BM25 only (bm25s)", {"retrieval_mode": "bm25"}),
         EvalConfig("dense", "dense only (all-MiniLM-L6-v2, FAISS)", {"retrieval_mode": "dense"}),
-        EvalConfig("hybrid", "the default settings: hybrid, RRF fusion, named-report boost, merged hits"),
-        EvalConfig("hybrid-score", "hybrid with min-max score fusion instead of RRF", {"fusion": "score"}),
+        EvalConfig("hybrid", "the default settings: hybrid, score fusion, named-report boost, merged hits"),
+        EvalConfig("hybrid-rrf", "hybrid with reciprocal rank fusion instead of score fusion", {"fusion": "rrf"}),
         EvalConfig("hybrid-noboost", "hybrid without the named-report boost", {"named_report_boost": False}),
         EvalConfig("hybrid-nomerge", "hybrid without merging adjacent chunks", {"merge_adjacent": False}),
         EvalConfig("hybrid-rescore", "hybrid, candidates re-scored by their best-matching sentence", {"rescore": True}),
