@@ -10,7 +10,6 @@ settings are unchanged.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ import numpy as np
 from sscp_rag import __version__
 from sscp_rag import store as st
 from sscp_rag.chunking import chunk_document, join_pages, make_splitter
+from sscp_rag.corpus import sha256_file
 from sscp_rag.errors import EvalError
 from sscp_rag.evaluation import EvalConfig, EvalQuestion, EvalRun, Judgement, run_evaluation
 from sscp_rag.index import (
@@ -149,7 +149,7 @@ def load_beir(root: Path, split: str = "test") -> BeirSet:
                 qid, queries[qid], tuple(Judgement(d, (1,), g) for d, g in rel.items()), True, line=first_line[qid]
             )
         )
-    return BeirSet(root, list(docs.values()), questions, _sha256(corpus_path))
+    return BeirSet(root, list(docs.values()), questions, sha256_file(corpus_path))
 
 
 def _is_int(s: str) -> bool:
@@ -158,14 +158,6 @@ def _is_int(s: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def beir_index_dir(index_dir: Path, root: Path) -> Path:

@@ -52,6 +52,7 @@ from bs4 import BeautifulSoup
 from tqdm import tqdm
 
 from sscp_rag import __version__
+from sscp_rag.corpus import sha256_file
 from sscp_rag.errors import ConfigError, FetchError
 from sscp_rag.themes import tag_text
 
@@ -593,14 +594,6 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------------------------
 # the crawl
 
@@ -759,7 +752,7 @@ def _download(
     _NameTaken when an unlisted file with different bytes already has the name."""
     target = _inside(dest, name)
     headers: dict[str, str] = {}
-    if prev and target.exists() and prev.get("sha256") and _sha256(target) == prev["sha256"]:
+    if prev and target.exists() and prev.get("sha256") and sha256_file(target) == prev["sha256"]:
         if prev.get("etag"):
             headers["If-None-Match"] = str(prev["etag"])
         if prev.get("last_modified"):
@@ -807,7 +800,7 @@ def _download(
             digest = h.hexdigest()
             existed = target.exists()
             if existed:
-                same = _sha256(target) == digest
+                same = sha256_file(target) == digest
                 if prev is None and not same:
                     raise _NameTaken(name)
                 if same:  # identical bytes: keep the file as it is
