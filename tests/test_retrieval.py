@@ -383,7 +383,10 @@ def test_rescore_adds_a_vote_and_keeps_lexical_only_candidates(demo_index):
     assert lexical_only  # BM25 finds passages that the dense retriever does not
     out = _rescore(demo_index, qvec, fused, s, depth=len(fused))
     assert set(out) == set(fused)
-    assert all(out[i] > fused[i] for i in fused)  # every candidate gets a vote; none loses its own
+    # every candidate keeps its own fused score and gets a vote (score fusion scales the weakest
+    # sentence match to 0, so it may gain nothing)
+    assert all(out[i] >= fused[i] for i in fused)
+    assert sum(out[i] > fused[i] for i in fused) >= len(fused) - 1
     hits = search(demo_index, query, k=len(fused), settings=s)
     shown = {c for h in hits for c in h.chunk_ids}
     assert all(demo_index.chunks[i].id in shown for i in lexical_only)
