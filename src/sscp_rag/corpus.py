@@ -8,13 +8,16 @@ inferred from its file name and first page.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sscp_rag.errors import CorpusError
+from sscp_rag.errors import CorpusError, SscpRagError
 from sscp_rag.records import REVIEW_TYPES, DocumentMeta
 from sscp_rag.themes import THEME_IDS, resolve_theme
 
@@ -181,3 +184,16 @@ def infer_meta(rel: str, first_page_text: str) -> DocumentMeta:
         subject=subject,
         inferred=True,
     )
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, lock_name: str, busy: SscpRagError) -> Iterator[None]:
+    """Hold an exclusive, non-blocking lock on ``folder`` (created if missing) so that two runs
+    cannot write it at once; raise ``busy`` if another process holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / lock_name, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise busy from exc
+        yield

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import logging
@@ -52,7 +51,7 @@ from bs4 import BeautifulSoup
 from tqdm import tqdm
 
 from sscp_rag import __version__
-from sscp_rag.corpus import sha256_file
+from sscp_rag.corpus import folder_lock, sha256_file
 from sscp_rag.errors import ConfigError, FetchError
 from sscp_rag.themes import tag_text
 
@@ -857,12 +856,7 @@ def _manifest_bytes(entries: dict[str, dict[str, Any]]) -> bytes:
 @contextlib.contextmanager
 def _dest_lock(dest: Path) -> Iterator[None]:
     """One fetch at a time per folder, so two runs cannot lose each other's manifest entries."""
-    dest.mkdir(parents=True, exist_ok=True)
-    with open(dest / ".fetch.lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise FetchError(f"another sscp-rag fetch is already writing to {dest}") from exc
+    with folder_lock(dest, ".fetch.lock", FetchError(f"another sscp-rag fetch is already writing to {dest}")):
         yield
 
 

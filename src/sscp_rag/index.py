@@ -14,7 +14,6 @@ text, so only new or changed files are re-embedded.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -33,7 +32,7 @@ from tqdm import tqdm
 from sscp_rag import __version__
 from sscp_rag import store as st
 from sscp_rag.chunking import DocText, chunk_document, join_pages, make_splitter
-from sscp_rag.corpus import CorpusFile, infer_meta, list_pdfs, load_manifests
+from sscp_rag.corpus import CorpusFile, folder_lock, infer_meta, list_pdfs, load_manifests
 from sscp_rag.embedding import Embedder
 from sscp_rag.errors import (
     ConfigError,
@@ -209,12 +208,7 @@ def read_manifest(index_dir: Path) -> dict[str, Any] | None:
 
 @contextlib.contextmanager
 def _build_lock(index_dir: Path) -> Iterator[None]:
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / ".lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise SscpRagError(f"another ingest is already writing {index_dir}") from exc
+    with folder_lock(index_dir, ".lock", SscpRagError(f"another ingest is already writing {index_dir}")):
         yield
 
 
