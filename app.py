@@ -44,8 +44,9 @@ st.set_page_config(page_title="Safeguarding review learning", page_icon=":materi
 
 
 @st.cache_resource(show_spinner="Loading the embedding model…")
-def get_embedder(model_name: str, embed_backend: str, _settings: Settings) -> Embedder:
-    """The embedding model, loaded and warmed once per process."""
+def get_embedder(model_name: str, embed_backend: str, query_backend: str, _settings: Settings) -> Embedder:
+    """The embedding model, loaded and warmed once per process. Only its question-time runtime
+    loads here (ONNX by default, well under a second); torch loads only if the app re-ingests."""
     embedder = Embedder(_settings)
     embedder.encode_query("warm-up")
     return embedder
@@ -55,7 +56,7 @@ def get_embedder(model_name: str, embed_backend: str, _settings: Settings) -> Em
 def get_index(settings_key: str, data_dir: str, _settings: Settings) -> Index:
     """The index (reloaded when a build replaces its data folder), warmed with one answer so the
     first real question is fast."""
-    embedder = get_embedder(_settings.model_name, _settings.embed_backend, _settings)
+    embedder = get_embedder(_settings.model_name, _settings.embed_backend, _settings.query_backend, _settings)
     index = load_index(_settings, embedder=embedder)
     if index.chunks:
         answer(index, "What did the reviews learn?", settings=_settings.with_overrides(llm_base_url=""))
@@ -84,6 +85,7 @@ def open_index(settings: Settings) -> Index | None:
                 str(settings.index_dir),
                 settings.model_name,
                 settings.embed_backend,
+                settings.query_backend,
                 settings.chunk_tokens,
                 settings.chunk_overlap,
             )
@@ -119,7 +121,7 @@ def run_ingest(settings: Settings) -> None:
         bar.progress(min(frac, 1.0), text=f"{stage}: {done} of {total}")
 
     try:
-        embedder = get_embedder(settings.model_name, settings.embed_backend, settings)
+        embedder = get_embedder(settings.model_name, settings.embed_backend, settings.query_backend, settings)
         summary = build_index(settings, progress=False, embedder=embedder, on_progress=on_progress)
     except SscpRagError as exc:
         bar.empty()
@@ -447,7 +449,8 @@ def library_tab(index: Index, settings: Settings) -> None:
     st.markdown(
         f"Model **{md_escape(str(m.get('model', '?')))}** ({m.get('dims', '?')} dimensions) · chunks of "
         f"{chunking.get('chunk_tokens', '?')} tokens, {chunking.get('chunk_overlap', '?')} overlap · built "
-        f"{md_escape(built_label(m.get('built_at')))} from `{m.get('corpus_dir', '?')}` into `{settings.index_dir}`"
+        f"{md_escape(built_label(m.get('built_at')))} from `{m.get('corpus_dir', '?')}` into `{settings.index_dir}` · "
+        f"questions embedded with {index.embedder.live_runtime or settings.query_backend}"
     )
     try:
         changed = corpus_changes(settings, m)

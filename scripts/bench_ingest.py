@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from sscp_rag.embedding import Embedder  # noqa: E402
 from sscp_rag.index import Index, build_index, embed_text, load_index  # noqa: E402
-from sscp_rag.onnx_embed import OnnxInt8Encoder  # noqa: E402
+from sscp_rag.onnx_embed import OnnxEncoder  # noqa: E402
 from sscp_rag.retrieval import search  # noqa: E402
 from sscp_rag.settings import Settings  # noqa: E402
 
@@ -98,7 +98,7 @@ def bench_backends(
     saved = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-        onnx = OnnxInt8Encoder(onnx_emb.model_path, onnx_emb.tokenizer, onnx_emb.settings.onnx_cache_dir, threads)
+        onnx = OnnxEncoder(onnx_emb.model_path, "int8", onnx_emb.settings.onnx_cache_dir, threads)
         batch = onnx_emb.settings.embed_batch_size
         encoders = {"torch": torch_emb.encode, "onnx-int8": lambda t: onnx.encode(t, batch)}
     else:

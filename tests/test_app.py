@@ -302,6 +302,7 @@ def test_corpus_text_is_inert_and_the_library_builds_uploads_and_reingests(
     next(b for b in at.button if b.label == "Re-ingest the corpus").click().run()
     _no_exception(at)
     assert any("Index rebuilt: 2 documents" in s.value for s in at.success)
+    assert any("questions embedded with onnx-fp32" in v for v in _all_markdown(at))  # the fast start-up runtime
     table = _table(at, "Pages")
     assert set(table["Report"]) == {"SCR Baby R", "Serious Case Review: Child Q"}
     assert table.set_index("Report").loc["SCR Baby R", "Year"] == 2022

@@ -1,8 +1,12 @@
-"""The int8 ONNX embedding path against the fp32 torch model it is exported from."""
+"""The ONNX embedding runtimes (fp32 for questions, int8 for ingest) against the torch model they are
+exported from."""
 
 from __future__ import annotations
 
+import logging
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +14,8 @@ import pytest
 from conftest import DEMO_CORPUS
 
 from sscp_rag.embedding import Embedder
-from sscp_rag.onnx_embed import MODEL_FILE, OnnxInt8Encoder, ensure_int8_model
+from sscp_rag.index import Index
+from sscp_rag.onnx_embed import MODEL_FILES, OnnxEncoder, ensure_onnx_model
 from sscp_rag.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -62,10 +67,68 @@ def test_int8_embeddings_agree_with_fp32(onnx_settings: Settings, embedder: Embe
 
 
 def test_export_is_cached_and_reused(onnx_settings: Settings, embedder: Embedder) -> None:
-    path = ensure_int8_model(embedder.model_path, onnx_settings.onnx_cache_dir)
-    assert path.name == MODEL_FILE and path.parent.parent == Path(onnx_settings.onnx_cache_dir)
+    path = ensure_onnx_model(embedder.model_path, onnx_settings.onnx_cache_dir, "int8")
+    assert path.name == MODEL_FILES["int8"] and path.parent.parent == Path(onnx_settings.onnx_cache_dir)
+    assert (path.parent / MODEL_FILES["fp32"]).exists()  # one export serves both runtimes
     stamp = path.stat().st_mtime_ns
-    encoder = OnnxInt8Encoder(embedder.model_path, embedder.tokenizer, cache_dir=onnx_settings.onnx_cache_dir)
+    encoder = OnnxEncoder(embedder.model_path, "int8", cache_dir=onnx_settings.onnx_cache_dir)
     assert encoder.onnx_path == path and path.stat().st_mtime_ns == stamp  # not exported again
     assert encoder.dims == 384 and encoder.encode([]).shape == (0, 384)
     assert not [p for p in Path(onnx_settings.onnx_cache_dir).iterdir() if p.name.endswith(".tmp")]
+
+
+def test_question_runtime_reproduces_the_torch_vectors(onnx_settings: Settings, embedder: Embedder) -> None:
+    """Questions are embedded by the fp32 ONNX export and compared with passages embedded by
+    torch: the two must give the same vectors, or retrieval would silently drift."""
+    live = Embedder(Settings(onnx_cache_dir=onnx_settings.onnx_cache_dir))
+    assert live.prepare_live() == "onnx-fp32"
+    texts = [*demo_texts(), "x", "Sofa " * 400]  # a one-letter text and one past the 256-token limit
+    fast, ref = live.encode_live(texts), embedder.encode(texts)
+    assert fast.shape == ref.shape and fast.dtype == np.float32
+    assert (fast * ref).sum(axis=1).min() > 0.9999
+    assert np.allclose(live.encode_query(texts[0]), ref[0], atol=1e-4)
+    assert live.encode_live([]).shape == (0, 384)
+    # Its tokenizer (tokenizers, without transformers) gives transformers' token ids, truncation included.
+    encoder = live._live
+    ids = [e.ids for e in encoder.tokenizer.encode_batch(texts)]
+    expected = embedder.tokenizer(texts, padding=True, truncation=True, max_length=256)["input_ids"]
+    assert ids == expected and max(len(i) for i in ids) == 256
+
+
+def test_question_runtime_torch_and_fallback(
+    tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    chosen = Embedder(Settings(query_backend="torch"))
+    assert chosen.prepare_live() == "torch"
+    # An export that cannot be written (the cache path is a file) falls back to torch, with a
+    # warning that says why, and still gives the torch vectors.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    broken = Embedder(Settings(onnx_cache_dir=blocker))
+    with caplog.at_level(logging.WARNING, logger="sscp_rag.embedding"):
+        assert broken.prepare_live() == "torch"
+    assert "embedded with torch instead of ONNX" in caplog.text and "not-a-folder" in caplog.text
+    text = "Missed health appointments were not followed up."
+    assert np.allclose(broken.encode_query(text), embedder.encode([text])[0], atol=1e-6)
+
+
+def test_answering_never_imports_torch(demo_index: Index, onnx_settings: Settings) -> None:
+    """What lets the app answer seconds after it starts: a fresh process that loads a built index
+    and answers a question imports neither torch nor sentence-transformers."""
+    code = (
+        "import sys\n"
+        "from sscp_rag.answer import answer\n"
+        "from sscp_rag.index import load_index\n"
+        "from sscp_rag.settings import Settings\n"
+        f"s = Settings(index_dir={str(demo_index.settings.index_dir)!r}, corpus_dir={str(DEMO_CORPUS)!r}, "
+        f"onnx_cache_dir={str(onnx_settings.onnx_cache_dir)!r})\n"
+        "a = answer(load_index(s), 'What did reviews say about co-sleeping on a sofa?', settings=s)\n"
+        "assert a.sources and not a.abstained, a.message\n"
+        "print(a.sources[0].citation)\n"
+        "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    citation, modules = done.stdout.strip().splitlines()[-2:]
+    assert ", p. " in citation
+    assert modules == "[]", modules

@@ -11,11 +11,12 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from langchain_text_splitters import RecursiveCharacterTextSplitter
+from typing import TYPE_CHECKING, Any
 
 from sscp_rag.records import Chunk, DocumentMeta, Page, content_id
+
+if TYPE_CHECKING:  # imported where used: a process that only answers questions never splits text
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 _SEPARATORS = ["\n\n", "\n", ". ", "; ", ", ", " ", ""]
 
@@ -79,6 +80,8 @@ def _runs_on(page: Page) -> bool:
 
 def make_splitter(tokenizer: Any, chunk_tokens: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
     """A recursive splitter that measures chunks in the embedding model's tokens."""
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
     return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
         tokenizer,
         chunk_size=chunk_tokens,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ from sscp_rag.settings import Settings
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+log = logging.getLogger(__name__)
 
 
 def resolve_model_path(model_name: str) -> Path:
@@ -37,7 +40,7 @@ def resolve_model_path(model_name: str) -> Path:
     return path
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """Silence transformers' loading bars and its long-input warning: the splitter measures
     whole documents with the tokenizer on purpose, and chunks never exceed the model's limit."""
     from transformers.utils import logging as hf_logging
@@ -47,7 +50,14 @@ def _quiet_transformers() -> None:
 
 
 class Embedder:
-    """Encodes texts into L2-normalised float32 vectors (cosine = inner product)."""
+    """Encodes texts into L2-normalised float32 vectors (cosine = inner product).
+
+    Two runtimes may serve one model: ``encode`` (ingest: passages and themes) runs
+    ``embed_backend``; ``encode_live`` (question time: the question and candidate answer
+    sentences) runs ``query_backend``. With the defaults, ingest runs sentence-transformers on
+    torch and questions run the fp32 ONNX export of the same weights, whose vectors are equal to
+    float rounding, so a process that only answers never imports torch.
+    """
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -55,13 +65,15 @@ class Embedder:
         self._model: Any = None
         self._tokenizer: Any = None
         self._onnx: Any = None
+        self._live: Any = None
+        self.live_runtime = ""  # the runtime encode_live settled on, once it has run
 
     @property
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
-            _quiet_transformers()
+            quiet_transformers()
             self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
         return self._tokenizer
 
@@ -76,20 +88,20 @@ class Embedder:
             import torch
             from sentence_transformers import SentenceTransformer
 
-            _quiet_transformers()
+            quiet_transformers()
             torch.set_num_threads(max(1, os.cpu_count() or 1))
             self._model = SentenceTransformer(str(self.model_path), device="cpu")
         return self._model
 
     def _onnx_model(self) -> Any:
         if self._onnx is None:
-            from sscp_rag.onnx_embed import OnnxInt8Encoder
+            from sscp_rag.onnx_embed import OnnxEncoder
 
-            self._onnx = OnnxInt8Encoder(self.model_path, self.tokenizer, cache_dir=self.settings.onnx_cache_dir)
+            self._onnx = OnnxEncoder(self.model_path, "int8", cache_dir=self.settings.onnx_cache_dir)
         return self._onnx
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        """Normalised embeddings, shape (len(texts), dims)."""
+        """Normalised embeddings from the ingest runtime, shape (len(texts), dims)."""
         if not texts:
             return np.zeros((0, self.dims), dtype=np.float32)
         if self.settings.embed_backend == "onnx-int8":
@@ -104,5 +116,40 @@ class Embedder:
             )
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
+    def prepare_live(self) -> str:
+        """Make the question-time runtime ready (exporting the fp32 ONNX model once per machine
+        if it is not cached yet) and name it: 'onnx-fp32', 'onnx-int8' or 'torch'.
+
+        If the ONNX export cannot be made, questions fall back to torch with a logged warning:
+        slower to start, same vectors."""
+        if self.live_runtime:
+            return self.live_runtime
+        if self.settings.embed_backend == "onnx-int8":
+            self._live, self.live_runtime = self._onnx_model(), "onnx-int8"
+        elif self.settings.query_backend == "onnx":
+            from sscp_rag.onnx_embed import OnnxEncoder
+
+            try:
+                self._live = OnnxEncoder(self.model_path, "fp32", cache_dir=self.settings.onnx_cache_dir)
+                self.live_runtime = "onnx-fp32"
+            except ConfigError as exc:
+                log.warning("questions are embedded with torch instead of ONNX: %s", exc)
+                self.live_runtime = "torch"
+        else:
+            self.live_runtime = "torch"
+        return self.live_runtime
+
+    def encode_live(self, texts: Sequence[str]) -> np.ndarray:
+        """Normalised embeddings from the question-time runtime, shape (len(texts), dims): for the
+        question and the sentences an answer chooses from, which must be comparable with the
+        indexed passage vectors."""
+        if self.prepare_live() == "torch":
+            return self.encode(texts)
+        if not texts:
+            return np.zeros((0, self._live.dims), dtype=np.float32)
+        vecs = self._live.encode(list(texts), self.settings.embed_batch_size)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
     def encode_query(self, text: str) -> np.ndarray:
-        return self.encode([text])[0]
+        """The normalised embedding of one question."""
+        return self.encode_live([text])[0]

@@ -264,6 +264,9 @@ def build_index(
             dims = _build_into(
                 tmp_dir, settings, files, manifests, old, old_conn, embedder, summary, progress, on_progress
             )
+            # Torch is loaded now: the one-time ONNX export for questions costs least here, and
+            # the app then starts without torch.
+            embedder.prepare_live()
         except BaseException:
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise

@@ -242,7 +242,7 @@ def verify(index: Index, sentences: Sequence[str], sources: Sequence[Source]) ->
     singles = {n: [w for w, idx in wins if len(idx) == 1] for n, wins in windows.items()}
     order = list(singles)
     claims = [_CITE.sub("", sent).strip() for _, sent, _ in checked]
-    vecs = index.embedder.encode(claims + [s for n in order for s in singles[n]])
+    vecs = index.embedder.encode_live(claims + [s for n in order for s in singles[n]])
     cvecs, svecs = vecs[: len(claims)], vecs[len(claims) :]
     start: dict[int, int] = {}
     pos = 0

@@ -1,15 +1,22 @@
-"""The faster embedding path: the local sentence-transformers model exported to ONNX, quantised to
-int8, and run with onnxruntime and the model's own tokenizer.
+"""Sentence embeddings with onnxruntime: the local sentence-transformers model exported to ONNX,
+run at full precision (fp32) or quantised to int8.
+
+Two uses. The fp32 export reproduces the torch model's vectors (cosine 1.0 to within float
+rounding) without importing torch or sentence-transformers, which take most of the ~10 s a
+process needs before its first torch embedding; questions and answer sentences are embedded this
+way (``Settings.query_backend``), so the app answers within seconds of starting. The int8 export
+is the faster ingest runtime (``embed_backend=onnx-int8``); its vectors are close to, not equal
+to, the fp32 ones (``scripts/bench_ingest.py`` measures how close).
 
 The export happens once per model and is cached (``Settings.onnx_cache_dir``, by default
 ``~/.cache/sscp-rag/onnx/<model hash>/``): ``torch.onnx.export`` writes the fp32 graph of the local
-weights (nothing is downloaded), ``onnxruntime.quantization.quantize_dynamic`` turns its weights
-into per-channel int8, and only the int8 model is kept. Pooling and normalisation follow the
-model's sentence-transformers configuration (mean pooling over real tokens for all-MiniLM-L6-v2),
-so the vectors are close to the fp32 ones (``scripts/bench_ingest.py`` measures how close).
-Dynamic quantisation scales activations per batch, so a text's vector also varies a little with
-the texts batched with it (cosine > 0.98 to itself encoded alone); batches are formed by length,
-so the order of the texts does not matter.
+weights (nothing is downloaded) and ``onnxruntime.quantization.quantize_dynamic`` derives the
+per-channel int8 model from it; both are kept. Tokenising uses the model's own ``tokenizer.json``
+through the ``tokenizers`` library (the same tokenizer transformers' fast tokenizer runs), and
+pooling and normalisation follow the model's sentence-transformers configuration (mean pooling
+over real tokens for all-MiniLM-L6-v2). Dynamic quantisation scales activations per batch, so an
+int8 vector also varies a little with the texts batched with it (cosine > 0.98 to itself encoded
+alone); batches are formed by length, so the order of the texts does not matter.
 
 Optimum is not used: it pins an older transformers than the one the project runs.
 """
@@ -33,9 +40,9 @@ import numpy as np
 from sscp_rag.errors import ConfigError
 
 # Bump when the export or quantisation recipe changes: cached models of another recipe are redone.
-EXPORT_RECIPE = "1"
+EXPORT_RECIPE = "2"
 DEFAULT_CACHE_DIR = Path("~/.cache/sscp-rag/onnx")
-MODEL_FILE = "model.int8.onnx"
+MODEL_FILES = {"fp32": "model.fp32.onnx", "int8": "model.int8.onnx"}
 INFO_FILE = "export.json"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -85,17 +92,19 @@ def _quiet() -> Iterator[None]:
                 root.removeHandler(handler)
 
 
-def export_int8(model_path: Path, out_dir: Path) -> Path:
-    """Export the transformer of the local model at ``model_path`` to ONNX and quantise it to
-    int8 in ``out_dir``. Returns the int8 model's path. Needs torch, transformers, onnx and
+def export_onnx(model_path: Path, out_dir: Path) -> None:
+    """Export the transformer of the local model at ``model_path`` to ONNX in ``out_dir``: the
+    fp32 graph and its int8 quantisation (``MODEL_FILES``). Needs torch, transformers, onnx and
     onnxruntime; reads only local files."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel, AutoTokenizer
 
+    from sscp_rag.embedding import quiet_transformers
+
+    quiet_transformers()
     out_dir.mkdir(parents=True, exist_ok=True)
-    fp32 = out_dir / "model.fp32.onnx"
-    int8 = out_dir / MODEL_FILE
+    fp32 = out_dir / MODEL_FILES["fp32"]
     # Eager attention traces into plain MatMul/Softmax, which onnxruntime fuses and quantises well.
     model = AutoModel.from_pretrained(str(model_path), attn_implementation="eager").eval()
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
@@ -124,67 +133,94 @@ def export_int8(model_path: Path, out_dir: Path) -> Path:
             opset_version=17,
             dynamo=False,
         )
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
-    fp32.unlink()
-    return int8
+        quantize_dynamic(str(fp32), str(out_dir / MODEL_FILES["int8"]), weight_type=QuantType.QInt8, per_channel=True)
 
 
-def ensure_int8_model(model_path: Path, cache_dir: Path | None = None) -> Path:
-    """The cached int8 ONNX model of ``model_path``, exported on first use.
+def ensure_onnx_model(model_path: Path, cache_dir: Path | None = None, precision: str = "int8") -> Path:
+    """The cached ONNX model of ``model_path`` at ``precision`` ('fp32' or 'int8'), exported on
+    first use.
 
     The export is written to a temporary folder and renamed into place, so an interrupted export
     leaves no half-written model and two processes exporting at once both end with a whole one.
     """
+    if precision not in MODEL_FILES:
+        raise ConfigError(f"unknown ONNX precision {precision!r}; use one of {', '.join(MODEL_FILES)}")
     model_path = Path(model_path)
     root = Path(cache_dir or DEFAULT_CACHE_DIR).expanduser()
     final = root / model_hash(model_path)
-    if (final / MODEL_FILE).exists():
-        return final / MODEL_FILE
+    if all((final / name).exists() for name in MODEL_FILES.values()):
+        return final / MODEL_FILES[precision]
     if final.exists():  # a damaged cache entry: redo it
         shutil.rmtree(final, ignore_errors=True)
     tmp = root / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
-        export_int8(model_path, tmp)
-        info = {"model_path": str(model_path), "recipe": EXPORT_RECIPE, "quantisation": "dynamic int8 per-channel"}
+        export_onnx(model_path, tmp)
+        info = {
+            "model_path": str(model_path),
+            "recipe": EXPORT_RECIPE,
+            "files": {"fp32": MODEL_FILES["fp32"], "int8": f"{MODEL_FILES['int8']} (dynamic, per-channel)"},
+        }
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         try:
             os.replace(tmp, final)
         except OSError:  # another process finished first (the folder exists and is not empty)
-            if not (final / MODEL_FILE).exists():
+            if not (final / MODEL_FILES[precision]).exists():
                 raise
     except ImportError as exc:
         raise ConfigError(
-            f"the onnx-int8 embedding backend needs onnx and onnxruntime ({exc}); "
-            "install the project again, or use embed_backend=torch"
+            f"the ONNX embedding runtime needs torch, onnx and onnxruntime to export the model once ({exc}); "
+            "install the project again"
         ) from exc
     except Exception as exc:  # noqa: BLE001 - any exporter failure becomes one clear message
-        raise ConfigError(
-            f"could not export {model_path} to int8 ONNX ({type(exc).__name__}: {exc}); use embed_backend=torch"
-        ) from exc
+        raise ConfigError(f"could not export {model_path} to ONNX ({type(exc).__name__}: {exc})") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return final / MODEL_FILE
+    return final / MODEL_FILES[precision]
 
 
-class OnnxInt8Encoder:
-    """Sentence embeddings from the int8 ONNX export of a local sentence-transformers model."""
+def load_tokenizer(model_path: Path, max_length: int) -> Any:
+    """The model's fast tokenizer from its ``tokenizer.json``, truncating to ``max_length`` tokens
+    and padding a batch to its longest text, without importing transformers."""
+    from tokenizers import Tokenizer
 
-    def __init__(self, model_path: Path, tokenizer: Any, cache_dir: Path | None = None, threads: int | None = None):
+    path = Path(model_path) / "tokenizer.json"
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - missing or unreadable file: one clear message
+        raise ConfigError(f"cannot read the model's tokenizer {path} ({exc}); use query_backend=torch") from exc
+    pad = _read_json(Path(model_path) / "tokenizer_config.json", {}).get("pad_token") or "[PAD]"
+    pad_id = tokenizer.token_to_id(pad if isinstance(pad, str) else "[PAD]")
+    tokenizer.enable_truncation(max_length=max_length)
+    tokenizer.enable_padding(pad_id=pad_id or 0, pad_token=pad if isinstance(pad, str) else "[PAD]")
+    return tokenizer
+
+
+class OnnxEncoder:
+    """Sentence embeddings from the ONNX export of a local sentence-transformers model."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        precision: str = "int8",
+        cache_dir: Path | None = None,
+        threads: int | None = None,
+    ):
         import onnxruntime as ort
 
         self.model_path = Path(model_path)
-        self.tokenizer = tokenizer
+        self.precision = precision
         pooling = _read_json(self.model_path / "1_Pooling" / "config.json", {"pooling_mode_mean_tokens": True})
         if pooling.get("pooling_mode_mean_tokens"):
             self.pooling = "mean"
         elif pooling.get("pooling_mode_cls_token"):
             self.pooling = "cls"
         else:
-            raise ConfigError(f"the onnx-int8 backend supports mean or CLS pooling, not {pooling}")
+            raise ConfigError(f"the ONNX runtime supports mean or CLS pooling, not {pooling}")
         st_config = _read_json(self.model_path / "sentence_bert_config.json", {})
         self.max_length = int(st_config.get("max_seq_length") or 256)
+        self.tokenizer = load_tokenizer(self.model_path, self.max_length)
         self.dims = int(_read_json(self.model_path / "config.json", {}).get("hidden_size") or 0)
-        self.onnx_path = ensure_int8_model(self.model_path, cache_dir)
+        self.onnx_path = ensure_onnx_model(self.model_path, cache_dir, precision)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
@@ -193,6 +229,14 @@ class OnnxInt8Encoder:
         self.input_names = [i.name for i in self.session.get_inputs()]
         if not self.dims:
             self.dims = int(self.session.get_outputs()[0].shape[-1])
+
+    def _features(self, texts: list[str]) -> dict[str, np.ndarray]:
+        encodings = self.tokenizer.encode_batch(texts)
+        return {
+            "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.asarray([e.type_ids for e in encodings], dtype=np.int64),
+        }
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """L2-normalised float32 embeddings, shape (len(texts), dims), in the order of ``texts``."""
@@ -206,17 +250,10 @@ class OnnxInt8Encoder:
         starts = range(0, len(texts), batch_size)
         for start in tqdm(starts, desc="Embedding", unit="batch", disable=not progress, leave=False):
             idx = order[start : start + batch_size]
-            enc = self.tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="np",
-            )
-            feeds = {n: np.asarray(enc[n], dtype=np.int64) for n in self.input_names}
-            hidden = self.session.run(None, feeds)[0]
+            features = self._features([texts[i] for i in idx])
+            hidden = self.session.run(None, {n: features[n] for n in self.input_names})[0]
             if self.pooling == "mean":
-                mask = feeds["attention_mask"][..., None].astype(np.float32)
+                mask = features["attention_mask"][..., None].astype(np.float32)
                 vecs = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
             else:
                 vecs = hidden[:, 0]

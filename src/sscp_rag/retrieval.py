@@ -354,7 +354,7 @@ def sentence_vectors(index: Index, texts: Sequence[str]) -> np.ndarray:
         index._sentence_vectors = cache  # type: ignore[attr-defined]
     missing = list(dict.fromkeys(t for t in texts if t not in cache))
     if missing:
-        for t, v in zip(missing, index.embedder.encode(missing)):
+        for t, v in zip(missing, index.embedder.encode_live(missing)):
             cache[t] = v
         while len(cache) > SENTENCE_CACHE_SIZE:
             cache.popitem(last=False)

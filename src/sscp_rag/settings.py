@@ -41,10 +41,17 @@ class Settings:
         "(onnxruntime, int8-quantised export, faster on CPU).",
         choices=("torch", "onnx-int8"),
     )
+    query_backend: str = _f(
+        "onnx",
+        "Runtime that embeds questions and answer sentences when embed_backend is 'torch': 'onnx' (the same "
+        "fp32 weights run by onnxruntime, equal vectors, and no torch import, so the app answers seconds after "
+        "it starts) or 'torch'. With embed_backend 'onnx-int8', questions use that runtime too.",
+        choices=("onnx", "torch"),
+    )
     embed_batch_size: int = _f(32, "Passages per embedding batch.")
     onnx_cache_dir: Path = _f(
         Path("~/.cache/sscp-rag/onnx"),
-        "Where the 'onnx-int8' backend keeps the model it exports and quantises (once per model).",
+        "Where the ONNX runtimes keep the model they export (fp32 and int8, once per model; needs torch once).",
     )
     read_workers: int = _f(0, "Processes that read PDFs in parallel during ingest (0 = one per CPU core).")
 
