@@ -116,6 +116,14 @@ class Embedder:
             )
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
+    def live_needs_export(self) -> bool:
+        """Whether ``prepare_live`` would first export the model to ONNX (seconds, once per machine)."""
+        if self.live_runtime or (self.settings.embed_backend == "torch" and self.settings.query_backend == "torch"):
+            return False
+        from sscp_rag.onnx_embed import is_exported
+
+        return not is_exported(self.model_path, self.settings.onnx_cache_dir)
+
     def prepare_live(self) -> str:
         """Make the question-time runtime ready (exporting the fp32 ONNX model once per machine
         if it is not cached yet) and name it: 'onnx-fp32', 'onnx-int8' or 'torch'.

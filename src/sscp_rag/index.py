@@ -266,6 +266,8 @@ def build_index(
             )
             # Torch is loaded now: the one-time ONNX export for questions costs least here, and
             # the app then starts without torch.
+            if progress and embedder.live_needs_export():
+                tqdm.write("Exporting the model to ONNX for fast questions (once per machine)…")
             embedder.prepare_live()
         except BaseException:
             shutil.rmtree(tmp_dir, ignore_errors=True)

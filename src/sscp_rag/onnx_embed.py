@@ -24,6 +24,7 @@ Optimum is not used: it pins an older transformers than the one the project runs
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -47,8 +48,10 @@ INFO_FILE = "export.json"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
+@functools.lru_cache(maxsize=8)
 def model_hash(model_path: Path) -> str:
-    """A short hash of the model's weights and configuration, naming its cache folder."""
+    """A short hash of the model's weights and configuration, naming its cache folder (computed
+    once per process: the weights are read whole)."""
     h = hashlib.sha256(EXPORT_RECIPE.encode())
     names = (
         "config.json",
@@ -134,6 +137,12 @@ def export_onnx(model_path: Path, out_dir: Path) -> None:
             dynamo=False,
         )
         quantize_dynamic(str(fp32), str(out_dir / MODEL_FILES["int8"]), weight_type=QuantType.QInt8, per_channel=True)
+
+
+def is_exported(model_path: Path, cache_dir: Path | None = None) -> bool:
+    """Whether the ONNX export of ``model_path`` is already in the cache."""
+    final = Path(cache_dir or DEFAULT_CACHE_DIR).expanduser() / model_hash(Path(model_path))
+    return all((final / name).exists() for name in MODEL_FILES.values())
 
 
 def ensure_onnx_model(model_path: Path, cache_dir: Path | None = None, precision: str = "int8") -> Path:
