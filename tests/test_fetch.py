@@ -410,7 +410,7 @@ def test_fetch_site_files_manifest_and_summary(site: Site, tmp_path: Path) -> No
     assert (dest / suffixed[0]).read_bytes() == site.files["/briefings/2020/report.pdf"]
     assert (dest / "scr-child-g.pdf").read_bytes() == site.files["/wp-content/uploads/2017/05/SCR-Child-G-final.pdf"]
     on_disk = {p.name for p in dest.iterdir()}
-    assert on_disk == set(files) | {"scr-child-d.pdf", "manifest.json", ".fetch.lock"}  # no temp files
+    assert on_disk == set(files) | {"scr-child-d.pdf", "manifest.json", ".corpus.lock"}  # no temp files
     assert all((dest / f).read_bytes().startswith(b"%PDF-") for f in files)
     assert summary.updated == [] and summary.unchanged == []
 
@@ -527,7 +527,7 @@ def test_second_run_downloads_nothing_and_a_change_is_an_update(site: Site, tmp_
     assert (dest / name).read_bytes() == site.files[path]
     entry = next(e for e in json.loads((dest / "manifest.json").read_text())["documents"] if e["file"] == name)
     assert entry["sha256"] == hashlib.sha256(site.files[path]).hexdigest()
-    assert [p.name for p in dest.iterdir() if p.name.startswith(".")] == [".fetch.lock"]
+    assert [p.name for p in dest.iterdir() if p.name.startswith(".")] == [".corpus.lock"]
 
 
 def test_hand_corrected_manifest_fields_are_kept(site: Site, tmp_path: Path) -> None:
@@ -749,7 +749,7 @@ def test_interrupted_download_leaves_no_pdf_and_the_next_run_completes(site: Sit
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err.startswith("Interrupted; no half-written file")
-    assert sorted(p.name for p in dest.iterdir()) == [".fetch.lock"]
+    assert sorted(p.name for p in dest.iterdir()) == [".corpus.lock"]
 
     # killed outright: at worst a hidden temporary file, never the PDF or a manifest entry
     proc = _start_and_wait_for_download(cmd, dest)
@@ -761,7 +761,7 @@ def test_interrupted_download_leaves_no_pdf_and_the_next_run_completes(site: Sit
     summary = fetch([site.base + "/trickle/"], dest, opts())
     assert [f.file for f in summary.new] == ["trickle.pdf"]
     assert (dest / "trickle.pdf").read_bytes() == site.files["/scr-child-d.pdf"]
-    assert sorted(p.name for p in dest.iterdir()) == [".fetch.lock", "manifest.json", "trickle.pdf"]
+    assert sorted(p.name for p in dest.iterdir()) == [".corpus.lock", "manifest.json", "trickle.pdf"]
 
 
 class ToLocalSite(httpx.BaseTransport):

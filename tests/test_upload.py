@@ -10,6 +10,7 @@ from pypdf import PdfReader, PdfWriter
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
+from sscp_rag.corpus import CORPUS_LOCK, folder_lock
 from sscp_rag.embedding import Embedder
 from sscp_rag.errors import CorpusError, PdfError
 from sscp_rag.index import build_index, load_index
@@ -47,7 +48,7 @@ def test_add_pdf_saves_the_file_and_merges_the_manifest(tmp_path: Path) -> None:
     assert docs[1] == {"file": "Baby-R-final.pdf", "title": "Serious Case Review: Baby R",
                        "short_title": "SCR Baby R", "type": "serious case review", "year": 2022,
                        "subject": "Baby R", "themes": ["safer-sleep", "neglect"]}  # fmt: skip
-    assert sorted(p.name for p in corpus.iterdir()) == ["Baby-R-final.pdf", "manifest.json"]
+    assert sorted(p.name for p in corpus.iterdir()) == [".corpus.lock", "Baby-R-final.pdf", "manifest.json"]
 
     # the same name again is refused unless replacing; replacing updates the one entry
     with pytest.raises(CorpusError, match="already in the corpus"):
@@ -55,6 +56,20 @@ def test_add_pdf_saves_the_file_and_merges_the_manifest(tmp_path: Path) -> None:
     add_pdf(corpus, "Baby-R-final.pdf", data, {**ENTRY, "year": 2023}, replace=True)
     docs = json.loads((corpus / "manifest.json").read_text())["documents"]
     assert [d["file"] for d in docs] == ["old.pdf", "Baby-R-final.pdf"] and docs[1]["year"] == 2023
+
+
+def test_an_upload_during_a_fetch_into_the_same_folder_is_refused(tmp_path: Path) -> None:
+    """Fetch and upload both rewrite manifest.json: while one holds the folder, the other must not
+    write, or one side's entries would be lost."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    data = _pdf_bytes(tmp_path, ["Serious Case Review: Baby R"])
+    with folder_lock(corpus, CORPUS_LOCK, CorpusError("held by the test, as a running fetch holds it")):
+        with pytest.raises(CorpusError, match="a fetch or another upload is writing to"):
+            add_pdf(corpus, "baby-r.pdf", data, ENTRY)
+    assert sorted(p.name for p in corpus.iterdir()) == [".corpus.lock"]
+    add_pdf(corpus, "baby-r.pdf", data, ENTRY)  # once the fetch is done
+    assert (corpus / "baby-r.pdf").read_bytes() == data
 
 
 def test_bad_uploads_are_refused_before_anything_is_written(tmp_path: Path) -> None:
@@ -83,7 +98,7 @@ def test_bad_uploads_are_refused_before_anything_is_written(tmp_path: Path) -> N
     (corpus / "manifest.json").write_text("{broken")
     with pytest.raises(CorpusError, match="not a valid manifest"):
         add_pdf(corpus, "x.pdf", good, ENTRY)
-    assert sorted(p.name for p in corpus.iterdir()) == ["manifest.json"]
+    assert sorted(p.name for p in corpus.iterdir()) == [".corpus.lock", "manifest.json"]  # the lock, no PDF
     with pytest.raises(CorpusError, match="does not exist"):
         add_pdf(tmp_path / "nope", "x.pdf", good, ENTRY)
 

@@ -22,6 +22,9 @@ from sscp_rag.records import REVIEW_TYPES, DocumentMeta
 from sscp_rag.themes import THEME_IDS, resolve_theme
 
 MANIFEST_NAME = "manifest.json"
+# Held by whatever writes PDFs and manifest.json into a corpus folder (fetch, upload), so two
+# writers cannot lose each other's manifest entries.
+CORPUS_LOCK = ".corpus.lock"
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ from bs4 import BeautifulSoup
 from tqdm import tqdm
 
 from sscp_rag import __version__
-from sscp_rag.corpus import folder_lock, sha256_file
+from sscp_rag.corpus import CORPUS_LOCK, folder_lock, sha256_file
 from sscp_rag.errors import ConfigError, FetchError
 from sscp_rag.themes import tag_text
 
@@ -855,8 +855,9 @@ def _manifest_bytes(entries: dict[str, dict[str, Any]]) -> bytes:
 
 @contextlib.contextmanager
 def _dest_lock(dest: Path) -> Iterator[None]:
-    """One fetch at a time per folder, so two runs cannot lose each other's manifest entries."""
-    with folder_lock(dest, ".fetch.lock", FetchError(f"another sscp-rag fetch is already writing to {dest}")):
+    """One writer at a time per corpus folder (fetch or upload), so none loses another's manifest entries."""
+    busy = FetchError(f"another sscp-rag fetch or upload is already writing to {dest}")
+    with folder_lock(dest, CORPUS_LOCK, busy):
         yield
 
 

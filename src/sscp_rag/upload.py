@@ -9,16 +9,14 @@ into place, so a failure leaves the corpus as it was.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sscp_rag.corpus import MANIFEST_NAME, meta_from_entry
+from sscp_rag.corpus import CORPUS_LOCK, MANIFEST_NAME, folder_lock, meta_from_entry
 from sscp_rag.errors import CorpusError, PdfError
 from sscp_rag.records import DocumentMeta
 
@@ -61,16 +59,6 @@ def check_pdf(data: bytes, name: str = "the upload") -> int:
     if n < 1:
         raise PdfError(f"{name} has no pages")
     return n
-
-
-@contextlib.contextmanager
-def _corpus_lock(corpus_dir: Path) -> Iterator[None]:
-    fd = os.open(corpus_dir, os.O_RDONLY)  # lock the folder itself: no lock file in the corpus
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _read_root_manifest(path: Path) -> tuple[Any, list[dict[str, Any]]]:
@@ -121,7 +109,8 @@ def add_pdf(corpus_dir: Path, filename: str, data: bytes, entry: dict[str, Any],
         clean["year"] = meta.year
     target = corpus_dir / name
     manifest_path = corpus_dir / MANIFEST_NAME
-    with _corpus_lock(corpus_dir):
+    busy = CorpusError(f"a fetch or another upload is writing to {corpus_dir}; try again when it has finished")
+    with folder_lock(corpus_dir, CORPUS_LOCK, busy):
         if target.exists() and not replace:
             raise CorpusError(f"{name} is already in the corpus; rename the file or choose to replace it")
         whole, docs = _read_root_manifest(manifest_path)
