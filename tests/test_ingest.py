@@ -18,6 +18,7 @@ import pytest
 from conftest import REAL_CORPUS
 
 import sscp_rag.index as index_mod
+from sscp_rag import themes
 from sscp_rag.cli import main
 from sscp_rag.embedding import Embedder
 from sscp_rag.errors import CorpusError, IndexMissingError, IndexStaleError
@@ -351,6 +352,12 @@ def test_stale_and_missing_index_refuse_to_load_with_a_clear_message(
         load_index(base.with_overrides(chunk_tokens=120))
     with pytest.raises(IndexMissingError, match=r"no index in .*build one with: sscp-rag ingest"):
         load_index(settings_for(base.corpus_dir, tmp_path / "nowhere"))
+    # Themes are tagged at ingest: a changed lexicon makes the index stale too.
+    with monkeypatch.context() as m:
+        m.setattr(themes, "THEMES", themes.THEMES[:-1])
+        with pytest.raises(IndexStaleError, match=r"themes '\w+' -> '\w+'"):
+            load_index(base)
+    load_index(base).close()  # the same lexicon again: loads
     # Through the CLI: one plain line, exit 1.
     monkeypatch.setenv("SSCP_RAG_CHUNK_TOKENS", "120")
     code, _, err = run_cli(monkeypatch, capsys, "search", "neglect", "--index", str(base.index_dir))

@@ -45,7 +45,7 @@ from sscp_rag.errors import (
 from sscp_rag.pdf import ExtractedPdf, read_pdfs
 from sscp_rag.records import Chunk, DocumentMeta, content_id
 from sscp_rag.settings import Settings
-from sscp_rag.themes import THEME_IDS, tag_text, theme_descriptions
+from sscp_rag.themes import THEME_IDS, lexicon_version, tag_text, theme_descriptions
 
 # Bump when the stored data or the text pipeline (extraction, cleaning, chunking) changes, so
 # older indexes are rebuilt rather than mixed with new chunks. 2: running lines of 2-page
@@ -63,6 +63,7 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
         "chunk_overlap": settings.chunk_overlap,
         "index_schema": INDEX_SCHEMA,
         "code_version": __version__,
+        "themes": lexicon_version(),
     }
 
 

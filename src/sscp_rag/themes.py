@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sscp_rag.records import content_id
+
 
 @dataclass(frozen=True)
 class Theme:
@@ -283,6 +285,12 @@ _STRONG: dict[str, re.Pattern[str]] = {
     for t in THEMES
     if any(" " in a or "\\b" in a for a in t.aliases)
 }
+
+
+def lexicon_version() -> str:
+    """A short hash of the themes and their tagging rules. Chunks are tagged at ingest, so the
+    index fingerprint holds this: a changed lexicon rebuilds the index instead of mixing tags."""
+    return content_id("themes", repr(THEMES), EMBED_THRESHOLD, MIN_ALIAS_HITS, length=12)
 
 
 def resolve_theme(name: str) -> str | None:
