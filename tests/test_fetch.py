@@ -231,6 +231,7 @@ FLAKY_PATH = "/wp-content/uploads/2020/12/SUDI-Infographic-Dec-2020.pdf"
 
 class Handler(BaseHTTPRequestHandler):
     site: Site  # set per server
+    entry: dict  # this request's line in site.log
 
     def log_message(self, *args) -> None:  # keep test output quiet
         pass
@@ -255,20 +256,20 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout, size cap): that is what the test wants
         with self.site.lock:
-            self.site.log[-1]["status"] = status
+            # This request's own entry: with a threaded server, log[-1] may be a later request's.
+            self.entry["status"] = status
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server API
         site = self.site
         path = self.path
+        self.entry = {
+            "path": path,
+            "ua": self.headers.get("User-Agent", ""),
+            "if_none_match": self.headers.get("If-None-Match"),
+            "if_modified_since": self.headers.get("If-Modified-Since"),
+        }
         with site.lock:
-            site.log.append(
-                {
-                    "path": path,
-                    "ua": self.headers.get("User-Agent", ""),
-                    "if_none_match": self.headers.get("If-None-Match"),
-                    "if_modified_since": self.headers.get("If-Modified-Since"),
-                }
-            )
+            site.log.append(self.entry)
         html = "text/html; charset=utf-8"
         if path == "/robots.txt":
             return self._send(200, b"User-agent: *\nDisallow: /private/\n", "text/plain")
