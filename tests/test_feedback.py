@@ -120,3 +120,39 @@ def test_feedback_lines_become_valid_eval_set_lines(tmp_path: Path) -> None:
     assert [q.answerable for q in parsed] == [True, False, True]
     assert set(lines[0]) == {"id", "question", "relevant", "answerable", "notes"}
     assert lines[2]["relevant"] == [{"doc": "scr-child-g.pdf", "pages": [5]}]
+
+
+def test_feedback_command_summarises_and_exports_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """`sscp-rag feedback`: counts, eval lines appended to an eval set without duplicates on a second
+    run, and a damaged feedback file named in one plain line."""
+    from test_ingest import run_cli
+
+    from sscp_rag.evaluation import load_eval_set
+
+    path = tmp_path / "feedback.jsonl"
+    save_feedback(path, feedback_record(_answer(), "up"))
+    save_feedback(path, feedback_record(_answer(), "down"))  # needs review: counted, not exported
+    save_feedback(path, feedback_record(_answer(), "down", "scr-child-g.pdf", [5], doc_pages=DOC_PAGES))
+    out = tmp_path / "eval" / "grown.jsonl"
+
+    code, stdout, _ = run_cli(monkeypatch, capsys, "feedback", "--path", str(path), "--out", str(out))
+    assert code == 0
+    assert "3 feedback line(s)" in stdout and "1 up, 2 down, 1 with a correction; 1 need review" in stdout
+    assert "Added 2 eval line(s)" in stdout
+    questions = load_eval_set(out)
+    assert [q.answerable for q in questions] == [True, True]
+    code, stdout, _ = run_cli(monkeypatch, capsys, "feedback", "--path", str(path), "--out", str(out), "--json")
+    counts = json.loads(stdout)
+    assert code == 0 and counts["added"] == 0 and counts["eval_ready"] == 2 and counts["needs_review"] == 1
+    assert len(out.read_text().splitlines()) == 2  # the second export added nothing
+
+    monkeypatch.setenv("SSCP_RAG_FEEDBACK_PATH", str(path))
+    code, stdout, _ = run_cli(monkeypatch, capsys, "feedback")  # no --out: the eval lines are printed
+    assert code == 0 and len([line for line in stdout.splitlines() if line.startswith("{")]) == 2
+
+    with path.open("a") as fh:
+        fh.write('{"id": "half a line\n')
+    code, _, err = run_cli(monkeypatch, capsys, "feedback")
+    assert code == 1 and err.startswith("error: ") and "line 4: not JSON" in err and len(err.splitlines()) == 1

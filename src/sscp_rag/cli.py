@@ -373,6 +373,50 @@ def eval_cmd(
         click.echo(f"\nReport written to {out_dir}")
 
 
+@cli.command("feedback")
+@click.option(
+    "--path",
+    "path",
+    type=click.Path(path_type=Path),
+    help="The app's feedback file [default: eval/feedback.jsonl, or SSCP_RAG_FEEDBACK_PATH].",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Append the usable lines, cut to the eval-set fields, to this eval set (JSONL); skips ids already in it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_context
+def feedback_cmd(ctx, path, out, as_json):
+    """Summarise the app's feedback and turn it into eval-set lines.
+
+    Thumbs-down lines without a "the right source was ..." correction say what was wrong, not what
+    is right, so they are counted but never exported. Without --out the eval lines are printed.
+    """
+    from sscp_rag.feedback import append_to_eval_set, feedback_summary, load_feedback, to_eval_lines
+
+    settings = _settings(ctx, feedback_path=path)
+    records = load_feedback(settings.feedback_path)
+    counts = feedback_summary(records)
+    lines = to_eval_lines(records)
+    added = append_to_eval_set(lines, out) if out is not None else 0
+    if as_json:
+        _echo_json({**counts, "path": str(settings.feedback_path), "out": str(out) if out else None, "added": added})
+        return
+    if not records:
+        click.echo(f"No feedback yet in {settings.feedback_path}.")
+        return
+    click.echo(
+        f"{counts['lines']} feedback line(s) in {settings.feedback_path}: {counts['up']} up, {counts['down']} down, "
+        f"{counts['corrections']} with a correction; {counts['needs_review']} need review (not exported)."
+    )
+    if out is not None:
+        click.echo(f"Added {added} eval line(s) to {out} ({len(lines) - added} were already there).")
+    else:
+        for line in lines:
+            click.echo(json.dumps(line, ensure_ascii=False))
+
+
 @cli.command("settings")
 @click.option("--markdown", is_flag=True, help="Print a Markdown table (docs/settings.md is this output).")
 def settings_cmd(markdown):

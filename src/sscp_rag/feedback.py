@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sscp_rag.errors import QueryError
+from sscp_rag.errors import EvalError, QueryError
 from sscp_rag.records import Answer
 
 VOTES = ("up", "down")
@@ -153,11 +153,36 @@ def save_feedback(path: Path, record: Mapping[str, Any]) -> Path:
 
 
 def load_feedback(path: Path) -> list[dict[str, Any]]:
-    """Every feedback line saved in ``path`` (an empty list if there is none)."""
+    """Every feedback line saved in ``path`` (an empty list if there is none). Raises EvalError,
+    naming the line, for a line that is not a feedback record."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise EvalError(f"{path}, line {n}: not JSON ({exc})") from exc
+        missing = [k for k in (*EVAL_FIELDS, "feedback") if not isinstance(record, dict) or k not in record]
+        if missing:
+            raise EvalError(f"{path}, line {n}: not a feedback record (no {', '.join(missing)})")
+        records.append(record)
+    return records
+
+
+def feedback_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Counts for a quality lead: lines, thumbs up and down, corrections, lines needing review."""
+    return {
+        "lines": len(records),
+        "up": sum(r.get("feedback") == "up" for r in records),
+        "down": sum(r.get("feedback") == "down" for r in records),
+        "corrections": sum(bool(r.get("right_source")) for r in records),
+        "needs_review": sum(bool(r.get("needs_review")) for r in records),
+        "eval_ready": len(to_eval_lines(records)),
+    }
 
 
 EVAL_FIELDS = ("id", "question", "relevant", "answerable")
@@ -176,3 +201,22 @@ def to_eval_lines(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             line["notes"] = r["notes"]
         out.append(line)
     return out
+
+
+def append_to_eval_set(lines: Sequence[Mapping[str, Any]], out: Path) -> int:
+    """Append eval lines to the eval set ``out`` (JSONL, created if missing), skipping ids it
+    already holds, so exporting the same feedback twice adds nothing. Returns how many were added."""
+    out = Path(out)
+    have: set[str] = set()
+    if out.exists():
+        for line in out.read_text(encoding="utf-8").splitlines():
+            try:
+                have.add(str(json.loads(line).get("id")))
+            except (ValueError, AttributeError):
+                continue  # not ours to judge here: `sscp-rag eval` reports malformed lines
+    new = [line for line in lines if str(line["id"]) not in have]
+    if new:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("a", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in new)
+    return len(new)
