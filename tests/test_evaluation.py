@@ -211,9 +211,9 @@ def test_configs_resolve_and_variants_get_their_own_index(tmp_path):
     with pytest.raises(EvalError, match="unknown configuration nope; choose from"):
         resolve_configs("hybrid,nope")
     base = Settings(index_dir=tmp_path / "idx", llm_base_url="http://127.0.0.1:9/v1")
-    s = config_settings(base, CONFIGS["hybrid-c128"])
-    assert s.index_dir == tmp_path / "idx" / "eval-variants" / "c128"
-    assert (s.chunk_tokens, s.llm_base_url) == (128, "")
+    s = config_settings(base, CONFIGS["hybrid-c200"])
+    assert s.index_dir == tmp_path / "idx" / "eval-variants" / "c200"
+    assert (s.chunk_tokens, s.llm_base_url) == (200, "")
     assert config_settings(base, CONFIGS["bm25"]).index_dir == base.index_dir
     assert config_settings(base, CONFIGS["bm25"]).retrieval_mode == "bm25"
 
@@ -394,7 +394,7 @@ def test_cli_eval_usage_errors(tmp_path):
     assert isinstance(result.exception, EvalError) and "line 2: not valid JSON" in str(result.exception)
     assert not (tmp_path / "i").exists()
     result = CliRunner().invoke(cli, ["eval", "--list-configs"])
-    assert result.exit_code == 0 and "hybrid-c128" in result.output
+    assert result.exit_code == 0 and "hybrid-c200" in result.output
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,12 +486,12 @@ def test_cli_eval_beir(tmp_path):
     index = tmp_path / "index"
     args = ["eval", "--beir", str(root), "--index", str(index), "--quiet"]
     result = CliRunner().invoke(
-        cli, args + ["--configs", "bm25,dense,hybrid,hybrid-c128", "--json", "--out", str(tmp_path / "report")]
+        cli, args + ["--configs", "bm25,dense,hybrid,hybrid-c200", "--json", "--out", str(tmp_path / "report")]
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["kind"] == "beir" and data["questions"]["total"] == 4
-    assert [c["name"] for c in data["configs"]] == ["bm25", "dense", "hybrid", "hybrid-c128"]
+    assert [c["name"] for c in data["configs"]] == ["bm25", "dense", "hybrid", "hybrid-c200"]
     for c in data["configs"]:
         assert c["page"] is None and c["answers"] is None
         assert set(c["document"]) == set(METRICS)
@@ -500,7 +500,7 @@ def test_cli_eval_beir(tmp_path):
     by_name = {c["name"]: c for c in data["configs"]}
     assert by_name["hybrid"]["document"]["recall@5"] >= 0.75 and by_name["dense"]["document"]["mrr@10"] >= 0.5
     built = beir_index_dir(index, root)
-    assert (built / "manifest.json").is_file() and (built / "eval-variants" / "c128" / "manifest.json").is_file()
+    assert (built / "manifest.json").is_file() and (built / "eval-variants" / "c200" / "manifest.json").is_file()
     assert (tmp_path / "report" / "comparison.png").read_bytes()[:8] == PNG_MAGIC
     # a second run reuses the index and prints the table
     data_dir = json.loads((built / "manifest.json").read_text())["data_dir"]

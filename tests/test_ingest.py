@@ -348,7 +348,7 @@ def test_file_missing_from_manifest_is_ingested_with_inferred_metadata(base: Set
 def test_stale_and_missing_index_refuse_to_load_with_a_clear_message(
     base: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    with pytest.raises(IndexStaleError, match=r"chunk_tokens 200 -> 120.*rebuild it with: sscp-rag ingest"):
+    with pytest.raises(IndexStaleError, match=r"chunk_tokens 128 -> 120.*rebuild it with: sscp-rag ingest"):
         load_index(base.with_overrides(chunk_tokens=120))
     with pytest.raises(IndexMissingError, match=r"no index in .*build one with: sscp-rag ingest"):
         load_index(settings_for(base.corpus_dir, tmp_path / "nowhere"))

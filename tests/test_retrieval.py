@@ -37,6 +37,7 @@ KNOWN_ANSWERS = [
         [
             (3, "used the symbol-based communication app on her school tablet"),
             (7, 'selected the symbols "grandad", "bed", "hurt" and "secret"'),
+            (7, "she told them in other ways"),  # 4.1, the next paragraph: with 128-token chunks it leads
         ],
     ),
     (
@@ -72,7 +73,7 @@ KNOWN_ANSWERS = [
     (
         "What happens to teenagers' mental health support when they reach 18?",
         "thematic-adolescent-suicide.pdf",
-        [(7, '"cliff edge"'), (9, '"cliff edge"')],
+        [(7, '"cliff edge"'), (9, '"cliff edge"'), (8, "no agreed transition protocol between CAMHS and adult")],
     ),
     (
         "Was the referral to the national referral mechanism seen as the end of the matter for the boy?",

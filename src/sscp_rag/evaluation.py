@@ -221,10 +221,10 @@ CONFIGS: dict[str, EvalConfig] = {
         EvalConfig("hybrid-nomerge", "hybrid without merging adjacent chunks", {"merge_adjacent": False}),
         EvalConfig("hybrid-rescore", "hybrid, candidates re-scored by their best-matching sentence", {"rescore": True}),
         EvalConfig(
-            "hybrid-c128",
-            "hybrid on 128-token chunks (overlap 24)",
-            {"chunk_tokens": 128, "chunk_overlap": 24},
-            index_variant="c128",
+            "hybrid-c200",
+            "hybrid on 200-token chunks (overlap 40; the default before 128)",
+            {"chunk_tokens": 200, "chunk_overlap": 40},
+            index_variant="c200",
         ),
         EvalConfig(
             "hybrid-c320",

@@ -24,6 +24,10 @@ from sscp_rag.themes import THEME_IDS, resolve_theme
 
 MAX_MERGE_CHUNKS = 3
 MERGE_WINDOW_FACTOR = 2
+# A chunk that starts in a table of contents lists every section title, so it matches many
+# questions on words alone while holding no learning: its fused score is scaled by this.
+CONTENTS_PENALTY = 0.5
+_CONTENTS_HEADING = re.compile(r"^\s*(?:table\s+of\s+)?contents\s*$", re.IGNORECASE)
 _STOP = set(
     "a an and are as at be by can did do does for from had has have how i in into is it its me my "
     "of on or our say said says should that the their them there these they this those to was "
@@ -447,12 +451,24 @@ def _fuse(dense: dict[int, float], bm25: dict[int, float], s: Settings) -> dict[
     return fused
 
 
+def _contents_rows(index: Index) -> frozenset[int]:
+    """Rows of the chunks that start under a 'Contents' heading (computed once per index)."""
+    cached = getattr(index, "_contents_rows", None)
+    if cached is None:
+        cached = frozenset(i for i, c in enumerate(index.chunks) if _CONTENTS_HEADING.match(c.heading or ""))
+        index._contents_rows = cached  # type: ignore[attr-defined]
+    return cached
+
+
 def _retrieve(
     index: Index, query: str, qvec: np.ndarray | None, mask: np.ndarray | None, s: Settings
 ) -> tuple[dict[int, float], dict[int, float], dict[int, float]]:
     dense = _dense(index, qvec, s.candidates, mask) if qvec is not None else {}
     bm25 = _bm25(index, query, s.candidates, mask) if s.retrieval_mode != "dense" else {}
-    return _fuse(dense, bm25, s), dense, bm25
+    fused = _fuse(dense, bm25, s)
+    for i in _contents_rows(index).intersection(fused):
+        fused[i] *= CONTENTS_PENALTY
+    return fused, dense, bm25
 
 
 def search(
