@@ -54,13 +54,11 @@ def get_embedder(model_name: str, embed_backend: str, query_backend: str, _setti
 
 @st.cache_resource(show_spinner="Loading the index…", max_entries=4)
 def get_index(settings_key: str, data_dir: str, _settings: Settings) -> Index:
-    """The index (reloaded when a build replaces its data folder), warmed with one answer so the
-    first real question is fast."""
+    """The index (reloaded when a build replaces its data folder). No warm-up answer: with the
+    question encoder loaded, a first answer costs ~0.1 s more than later ones, while a warm-up
+    run would delay the page by ~0.5 s (scripts/bench_startup.py)."""
     embedder = get_embedder(_settings.model_name, _settings.embed_backend, _settings.query_backend, _settings)
-    index = load_index(_settings, embedder=embedder)
-    if index.chunks:
-        answer(index, "What did the reviews learn?", settings=_settings.with_overrides(llm_base_url=""))
-    return index
+    return load_index(_settings, embedder=embedder)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -4,8 +4,8 @@ headless Chromium, for each question runtime, in interleaved rounds of one run.
     python scripts/bench_startup.py [--index DIR] [--corpus DIR] [--rounds 3] [--json FILE]
 
 Each round starts a fresh server (a new process: nothing is cached but the OS's file cache),
-opens the page, waits until the chat input can be used (model and index loaded, one warm-up
-answer run), asks one question and waits for the cited answer. It reports the median seconds of
+opens the page, waits until the chat input can be used (question encoder and index loaded),
+asks one question and waits for the cited answer. It reports the median seconds of
 each step per runtime and the ratio of the totals: on a shared, noisy machine the ratio measured
 in one run is the figure to compare, not the seconds.
 """

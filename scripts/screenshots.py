@@ -102,7 +102,7 @@ def take(index_dir: Path, corpus_dir: Path | None, out: Path) -> None:
             )
             t_ready = time.perf_counter()
             print(
-                f"page ready (model and index loaded, warmed) {t_ready - t_browser:.1f} s after the browser opened it "
+                f"page ready (model and index loaded) {t_ready - t_browser:.1f} s after the browser opened it "
                 f"({t_ready - t0:.1f} s after the server started)"
             )
             ask(driver, QUESTION)
