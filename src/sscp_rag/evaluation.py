@@ -514,26 +514,6 @@ def _judge_hits(q: EvalQuestion, hits: Sequence[Hit], result: QuestionResult, pa
     ]
 
 
-# Per-index caches of sscp_rag.retrieval (query and sentence embeddings) and its module-level
-# sentence-split cache. Absent ones are ignored.
-_INDEX_QUERY_CACHES = ("_query_vectors",)
-_INDEX_CONTENT_CACHES = ("_sentence_vectors",)
-
-
-def _clear_caches(index: Any, everything: bool = False) -> None:
-    """Forget cached query embeddings (and, with ``everything``, cached sentence embeddings and
-    sentence splits), so latency is measured as a user asking a new question would see it."""
-    for attr in _INDEX_QUERY_CACHES + (_INDEX_CONTENT_CACHES if everything else ()):
-        if getattr(index, attr, None) is not None:
-            setattr(index, attr, None)
-    if everything:
-        from sscp_rag import retrieval
-
-        spans = getattr(retrieval, "_sentence_spans", None)
-        if hasattr(spans, "cache_clear"):
-            spans.cache_clear()
-
-
 def run_config(
     questions: Sequence[EvalQuestion],
     index: Any,
@@ -553,19 +533,19 @@ def run_config(
     from tqdm import tqdm
 
     from sscp_rag.answer import answer, verify_quote
-    from sscp_rag.retrieval import search
+    from sscp_rag.retrieval import clear_caches, search
 
     # Warm up (model load, first-call costs) so that latency measures steady-state queries, and
     # start every configuration with cold caches so that none inherits another's work.
     search(index, "warm up query", k=k, settings=settings)
     if cold_caches:
-        _clear_caches(index, everything=True)
+        clear_caches(index, everything=True)
     results: list[QuestionResult] = []
     doc_runs: dict[str, list[str]] = {}
     page_runs: dict[str, list[str]] = {}
     for q in tqdm(questions, desc=f"eval {cfg.name}", unit="q", disable=not progress, leave=False):
         if cold_caches:
-            _clear_caches(index)
+            clear_caches(index)
         t0 = time.perf_counter()
         hits = search(index, q.question, k=k, settings=settings)
         r = QuestionResult(cfg.name, q.id, q.question, q.answerable, [], search_ms=(time.perf_counter() - t0) * 1000.0)
@@ -574,7 +554,7 @@ def run_config(
         page_runs[q.id] = page_ranking(hits)
         if answers:
             if cold_caches:
-                _clear_caches(index)  # a new question: its embedding is not cached yet
+                clear_caches(index)  # a new question: its embedding is not cached yet
             t0 = time.perf_counter()
             a = answer(index, q.question, settings=settings)
             r.answer_ms = (time.perf_counter() - t0) * 1000.0

@@ -295,6 +295,16 @@ SENTENCE_CACHE_SIZE = 20000
 RESCORE_DEPTH_FACTOR = 3
 
 
+def clear_caches(index: Index, everything: bool = False) -> None:
+    """Forget the query embeddings cached for ``index`` (and, with ``everything``, its cached
+    sentence embeddings and the sentence splits), so that latency is measured as a user asking a
+    new question would see it."""
+    index._query_vectors = None  # type: ignore[attr-defined]
+    if everything:
+        index._sentence_vectors = None  # type: ignore[attr-defined]
+        _sentence_spans.cache_clear()
+
+
 def query_vector(index: Index, query: str) -> np.ndarray:
     """The query's embedding, cached per index: an answer, its follow-ups and the app's reruns
     embed the same query text more than once."""
