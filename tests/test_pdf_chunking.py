@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pdfmaker as pm
 import pytest
-from conftest import REAL_CORPUS
+from conftest import DEMO_CORPUS, REAL_CORPUS
 from pypdf import PdfReader
 
-from sscp_rag.chunking import chunk_document, join_pages, make_splitter
+from sscp_rag.chunking import chunk_document, join_pages, make_splitter, section_blocks
 from sscp_rag.corpus import infer_meta
 from sscp_rag.embedding import Embedder
 from sscp_rag.index import chunk_corpus
@@ -189,3 +189,35 @@ def test_every_real_chunk_is_on_the_pages_it_cites() -> None:
                         problems.append(f"{d.file.rel} p. {i + 1}: dropped a line that is not running: {line!r}")
     assert n_chunks > 1000 and n_segments > n_chunks
     assert not problems, f"{len(problems)} problems in {n_chunks} chunks:\n" + "\n".join(problems[:20])
+
+
+def test_chunks_by_section_never_straddle_a_heading_unless_packed(splitter, embedder: Embedder) -> None:
+    """chunk_by_section: a chunk that holds a heading inside it is a whole block of short sections
+    packed under the size limit; every other chunk lies within one section."""
+    ex = read_pdf(DEMO_CORPUS / "scr-child-g.pdf", "scr-child-g.pdf")
+    doc = join_pages(ex.pages)
+    meta = infer_meta("scr-child-g.pdf", ex.first_page_raw)
+    size = Settings().chunk_tokens
+
+    def n_tokens(text: str) -> int:
+        return len(embedder.tokenizer.tokenize(text))
+
+    blocks = section_blocks(doc, n_tokens, size)
+    assert blocks[0][0] == 0 and blocks[-1][1] == len(doc.text)
+    assert all(a1 == b0 for (_, a1), (b0, _) in zip(blocks, blocks[1:]))  # contiguous, in order
+    inner = [at for at, _ in doc.headings if 0 < at < len(doc.text)]
+    assert {a for a, _ in blocks[1:]} <= set(inner)  # blocks start only at headings
+
+    by_section = chunk_document(meta, doc, splitter, by_section=True)
+    plain = chunk_document(meta, doc, splitter)
+    assert len(by_section) > 10 and len(plain) > 10
+
+    def straddles(c) -> bool:
+        return any(c.char_start < at < c.char_end and doc.text[c.char_start : at].strip() for at in inner)
+
+    assert any(straddles(c) for c in plain)  # the option changes something on this report
+    for c in by_section:
+        assert doc.text[c.char_start : c.char_end] == c.text
+        if straddles(c):
+            block = next((a, b) for a, b in blocks if a <= c.char_start < b)
+            assert c.char_end <= block[1] and n_tokens(doc.text[block[0] : block[1]]) <= size, c.text[:120]

@@ -255,7 +255,8 @@ def _write_text_index(
     for d in tqdm(documents, desc="Chunking documents", unit="doc", disable=not progress, leave=False):
         meta = DocumentMeta(file=d.id, title=d.id, short_title=d.id, type="other")
         doc = join_pages([Page(d.id, 1, d.body)])
-        chunks: list[Chunk] = [c for c in chunk_document(meta, doc, splitter) if c.text.strip()] if d.body else []
+        pieces = chunk_document(meta, doc, splitter, settings.chunk_by_section) if d.body else []
+        chunks: list[Chunk] = [c for c in pieces if c.text.strip()]
         if not chunks:
             skipped.append({"file": d.id, "reason": "no text"})
             continue

@@ -93,11 +93,40 @@ def make_splitter(tokenizer: Any, chunk_tokens: int, chunk_overlap: int) -> Recu
     )
 
 
-def chunk_document(meta: DocumentMeta, doc: DocText, splitter: RecursiveCharacterTextSplitter) -> list[Chunk]:
-    """Split one document's text into chunks with page spans and headings."""
+def section_blocks(doc: DocText, n_tokens: Any, max_tokens: int) -> list[tuple[int, int]]:
+    """(start, end) character ranges of the document that never cross a section heading, except
+    to pack short neighbouring sections together up to ``max_tokens`` (measured by
+    ``n_tokens(text)``): a heading and its one-line section are not worth a chunk of their own."""
+    cuts = sorted({0, *(at for at, _ in doc.headings if 0 < at < len(doc.text)), len(doc.text)})
+    blocks: list[tuple[int, int]] = []
+    start, size = 0, 0
+    for a, b in zip(cuts, cuts[1:]):
+        n = n_tokens(doc.text[a:b])
+        if a > start and size + n > max_tokens:
+            blocks.append((start, a))
+            start, size = a, 0
+        size += n
+    if start < len(doc.text):
+        blocks.append((start, len(doc.text)))
+    return blocks
+
+
+def chunk_document(
+    meta: DocumentMeta, doc: DocText, splitter: RecursiveCharacterTextSplitter, by_section: bool = False
+) -> list[Chunk]:
+    """Split one document's text into chunks with page spans and headings. With ``by_section``,
+    chunks stay within a section (see :func:`section_blocks`); otherwise the splitter runs over
+    the whole text."""
+    if by_section:
+        # langchain keeps the length function it was built with; counting tokens the same way
+        # keeps the packing and the splitting in one unit.
+        blocks = section_blocks(doc, splitter._length_function, splitter._chunk_size)
+        texts = [t for a, b in blocks for t in splitter.split_text(doc.text[a:b])]
+    else:
+        texts = splitter.split_text(doc.text)
     chunks: list[Chunk] = []
     prev_start = -1
-    for seq, text in enumerate(splitter.split_text(doc.text)):
+    for seq, text in enumerate(texts):
         # Chunks come in document order, each starting after the previous one. (langchain's own
         # start_index guesses the search point from the overlap, which is in tokens here, not
         # characters, and may land past the chunk.)

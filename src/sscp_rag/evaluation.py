@@ -227,6 +227,12 @@ CONFIGS: dict[str, EvalConfig] = {
             index_variant="c200",
         ),
         EvalConfig(
+            "hybrid-sections",
+            "hybrid on chunks kept within sections (chunk_by_section)",
+            {"chunk_by_section": True},
+            index_variant="sections",
+        ),
+        EvalConfig(
             "hybrid-c320",
             "hybrid on 320-token chunks (overlap 64; the model reads 256)",
             {"chunk_tokens": 320, "chunk_overlap": 64},

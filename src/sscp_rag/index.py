@@ -56,7 +56,7 @@ MANIFEST = "manifest.json"
 
 def fingerprint(settings: Settings) -> dict[str, Any]:
     """Everything that changes what the index holds. A mismatch means rebuild."""
-    return {
+    fp = {
         "model": settings.model_name,
         "embed_backend": settings.embed_backend,
         "chunk_tokens": settings.chunk_tokens,
@@ -65,6 +65,9 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
         "code_version": __version__,
         "themes": lexicon_version(),
     }
+    if settings.chunk_by_section:  # only when on: indexes built before the option stay valid
+        fp["chunk_by_section"] = True
+    return fp
 
 
 def embed_text(meta: DocumentMeta, chunk: Chunk) -> str:
@@ -172,7 +175,7 @@ def chunk_files(
             continue
         meta = manifests.get(f.rel) or infer_meta(f.rel, result.first_page_raw)
         doc = join_pages(result.pages)
-        chunks = tuple(c for c in chunk_document(meta, doc, splitter) if c.text.strip())
+        chunks = tuple(c for c in chunk_document(meta, doc, splitter, settings.chunk_by_section) if c.text.strip())
         if not chunks:
             skipped.append((f.rel, "no text left after cleaning"))
             continue
@@ -611,7 +614,8 @@ def load_index(
         )
     want, have = fingerprint(settings), manifest.get("fingerprint", {})
     if have != want:
-        diffs = ", ".join(f"{k} {have.get(k)!r} -> {v!r}" for k, v in want.items() if have.get(k) != v)
+        keys = [*want, *(k for k in have if k not in want)]
+        diffs = ", ".join(f"{k} {have.get(k)!r} -> {want.get(k)!r}" for k in keys if have.get(k) != want.get(k))
         raise IndexStaleError(
             f"the index in {index_dir} was built with other settings or code ({diffs}); "
             f"rebuild it with: sscp-rag ingest --index {index_dir}"

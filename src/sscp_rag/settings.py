@@ -62,6 +62,11 @@ class Settings:
         "on both eval sets (eval/reports/tuning.md).",
     )
     chunk_overlap: int = _f(24, "Overlap between neighbouring chunks, in tokens.")
+    chunk_by_section: bool = _f(
+        False,
+        "Keep chunks within a section: never across a detected heading, except to pack short sections "
+        "together. Off: on the eval sets it gained page nDCG@10 on real (+0.015) but lost documents (-0.023).",
+    )
 
     # --- retrieval -------------------------------------------------------------------------
     retrieval_mode: str = _f("hybrid", "Retriever: 'hybrid', 'dense' or 'bm25'.", choices=("hybrid", "dense", "bm25"))
