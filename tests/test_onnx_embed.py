@@ -132,3 +132,21 @@ def test_answering_never_imports_torch(demo_index: Index, onnx_settings: Setting
     citation, modules = done.stdout.strip().splitlines()[-2:]
     assert ", p. " in citation
     assert modules == "[]", modules
+
+
+def test_ingest_prepares_the_question_runtime_even_when_up_to_date(tmp_path: Path, embedder: Embedder) -> None:
+    """run.sh ends with `sscp-rag ingest` then the app: whatever the index's state, after ingest
+    the ONNX export is in the cache, so the app's first question never pays for it."""
+    from sscp_rag.index import build_index
+    from sscp_rag.onnx_embed import is_exported
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "7mb-neglect.pdf").write_bytes((DEMO_CORPUS / "7mb-neglect.pdf").read_bytes())
+    cache = tmp_path / "onnx-cache"
+    s = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", onnx_cache_dir=cache, query_backend="torch")
+    assert not build_index(s, progress=False, embedder=embedder).up_to_date
+    assert not cache.exists()  # questions on torch: nothing to export
+    s = s.with_overrides(query_backend="onnx")  # not part of the index: the index stays valid
+    summary = build_index(s, progress=False)
+    assert summary.up_to_date and is_exported(embedder.model_path, cache)

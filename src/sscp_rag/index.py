@@ -254,8 +254,9 @@ def build_index(
             summary.reused = len(old["files"])
             summary.skipped = [(s["file"], s["reason"]) for s in old.get("skipped", [])]
             summary.pages, summary.chunks = old["counts"]["pages"], old["counts"]["chunks"]
-            summary.seconds = time.perf_counter() - t0
             old_conn.close()
+            _prepare_questions(embedder or Embedder(settings), progress)
+            summary.seconds = time.perf_counter() - t0
             return summary
         if old:
             summary.removed = sorted(set(old.get("files", {})) - {f.rel for f in files})
@@ -268,11 +269,7 @@ def build_index(
             dims = _build_into(
                 tmp_dir, settings, files, manifests, old, old_conn, embedder, summary, progress, on_progress
             )
-            # Torch is loaded now: the one-time ONNX export for questions costs least here, and
-            # the app then starts without torch.
-            if progress and embedder.live_needs_export():
-                tqdm.write("Exporting the model to ONNX for fast questions (once per machine)…")
-            embedder.prepare_live()
+            _prepare_questions(embedder, progress)
         except BaseException:
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise
@@ -308,6 +305,16 @@ def build_index(
             if stale.name != final_dir.name:
                 shutil.rmtree(stale, ignore_errors=True)
     return summary
+
+
+def _prepare_questions(embedder: Embedder, progress: bool) -> None:
+    """Make the question-time runtime ready, so that the app and CLI answer without importing
+    torch: the one-time ONNX export costs least during an ingest (after a build, torch is
+    loaded already). When nothing needs exporting this only checks the cache."""
+    if embedder.live_needs_export():
+        if progress:
+            tqdm.write("Exporting the model to ONNX for fast questions (once per machine)…")
+        embedder.prepare_live()
 
 
 def summary_files(data_dir: Path) -> dict[str, dict[str, Any]]:
