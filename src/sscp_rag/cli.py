@@ -81,6 +81,8 @@ def _load(settings: Settings):
         click.echo(
             f"warning: the corpus has changed since the index was built ({changed}); run: sscp-rag ingest", err=True
         )
+    if settings.retrieval_mode != "bm25" and index.embedder.live_needs_export():
+        click.echo("Exporting the model to ONNX for fast questions (once per machine)…", err=True)
     return index
 
 
