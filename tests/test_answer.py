@@ -18,6 +18,7 @@ from sscp_rag.answer import (
     followup_history,
     rewrite_followup,
     strip_paragraph_number,
+    unknown_pseudonyms,
     verify_quote,
 )
 from sscp_rag.errors import QueryError
@@ -152,6 +153,20 @@ def test_off_topic_question_is_declined_with_related_passages(demo_index, questi
     assert 1 <= len(a.related) <= 5
     assert all(h.citation and h.text for h in a.related)
     assert a.best_score < demo_index.settings.abstain_threshold
+
+
+def test_a_person_no_report_mentions_is_declined_by_name(demo_index):
+    """Quoting other reports for "the Child Q review" would answer a question nobody asked."""
+    a = answer(demo_index, "What did the Child Q review conclude about the strip search at school?")
+    assert a.abstained and a.quotes == () and 1 <= len(a.related) <= 5
+    assert a.message.startswith("No indexed report mentions Child Q, so the reviews cannot answer")
+    assert unknown_pseudonyms(demo_index, "Were Child  G and Child Z seen alone?") == ["Child Z"]
+    # Named in a report that is about someone else (Child F is Child D's sibling): answerable.
+    assert unknown_pseudonyms(demo_index, "Who looked after Child F?") == []
+    follow = answer(demo_index, "Who looked after Child F?")
+    assert not follow.abstained and any(s.file == "scr-child-d.pdf" for s in follow.sources)
+    # Lower case "child" plus a capital pronoun is not a pseudonym.
+    assert unknown_pseudonyms(demo_index, "What if a child I support goes missing?") == []
 
 
 def test_on_topic_evidence_is_well_above_off_topic(demo_index, answers):

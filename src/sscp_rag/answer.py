@@ -12,8 +12,9 @@ Abstention: the evidence for a question is the similarity of the best quotable s
 the hits. When it is below ``abstain_threshold`` the answer says that the indexed reviews do not
 appear to address the question and lists the closest passages as "possibly related". The best
 single sentence separates answerable from off-topic questions much better than the best chunk
-does: a 200-token chunk about safeguarding is moderately similar to any question with
-"children", "school" or "baby" in it, while one sentence that really answers is very similar.
+does: a chunk about safeguarding is moderately similar to any question with "children",
+"school" or "baby" in it, while one sentence that really answers is very similar. A question
+that names a pseudonym no indexed report mentions ("the Child Q review") is declined by name.
 
 Follow-up questions (method): ``history`` holds the earlier questions, oldest first; the last one
 is first resolved against its own history, so chains of follow-ups work. A question is treated as
@@ -202,8 +203,33 @@ def _cited_passage(index: Index, h: Hit, p0: int, p1: int) -> str:
     return index.docs[h.doc_id].text.text[lo:hi].strip()
 
 
-def _abstain(question: str, standalone: str, hits: Sequence[Hit], best: float) -> Answer:
-    return Answer(question, standalone, True, ABSTAIN_MESSAGE, (), (), tuple(hits[:5]), best, hits=tuple(hits))
+def _abstain(
+    question: str, standalone: str, hits: Sequence[Hit], best: float, message: str = ABSTAIN_MESSAGE
+) -> Answer:
+    return Answer(question, standalone, True, message, (), (), tuple(hits[:5]), best, hits=tuple(hits))
+
+
+# How reviews name the people they are about: "Child Q", "Baby LL", "Family M", "Adult B". Only
+# with a capital, so "a child I worked with" is not read as a pseudonym.
+_PSEUDONYM = re.compile(r"\b(?:Child|Baby|Family|Adult)\s+[A-Z]{1,3}\b")
+
+
+def unknown_pseudonyms(index: Index, question: str) -> list[str]:
+    """The pseudonyms a question names ("the Child Q review") that no indexed report mentions,
+    in its text or its metadata. Reviews answer only about the people they describe, so quoting
+    other reports for such a question would answer a different question."""
+    names = list(dict.fromkeys(" ".join(m.group(0).split()) for m in _PSEUDONYM.finditer(question)))
+    if not names:
+        return []
+    unknown = []
+    for name in names:
+        pattern = re.compile(r"\b" + re.escape(name).replace(r"\ ", r"\s+") + r"\b")
+        if not any(
+            pattern.search(d.text.text) or pattern.search(f"{d.meta.title} {d.meta.short_title} {d.meta.subject}")
+            for d in index.docs.values()
+        ):
+            unknown.append(name)
+    return unknown
 
 
 def answer(
@@ -225,6 +251,14 @@ def answer(
         raise QueryError("the question is empty; type a question about the reviews")
     standalone = rewrite_followup(index, question, history)
     hits = search(index, standalone, k=s.answer_hits, filters=filters, settings=s)
+    unknown = unknown_pseudonyms(index, standalone)
+    if unknown:
+        who = " or ".join(unknown)
+        message = (
+            f"No indexed report mentions {who}, so the reviews cannot answer this question. "
+            "The closest passages are listed below as possibly related."
+        )
+        return _abstain(question, standalone, hits, 0.0, message)
     if not hits:
         return _abstain(question, standalone, hits, 0.0)
     qvec = query_vector(index, standalone)
