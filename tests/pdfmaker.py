@@ -93,6 +93,19 @@ def one_column_pdf(
     return text_pdf(path, paginate(wrap(paragraphs), per_page), header=header, footer=footer)
 
 
+def _a4_doc(path: Path) -> BaseDocTemplate:
+    """An A4 platypus document with the usual margins, byte-reproducible (``invariant``)."""
+    return BaseDocTemplate(
+        str(path),
+        pagesize=A4,
+        leftMargin=MARGIN,
+        rightMargin=MARGIN,
+        topMargin=MARGIN,
+        bottomMargin=MARGIN,
+        invariant=1,
+    )
+
+
 def two_column_pdf(
     path: Path,
     left: Sequence[str],
@@ -105,15 +118,7 @@ def two_column_pdf(
     from reportlab.platypus import FrameBreak
 
     styles = getSampleStyleSheet()
-    doc = BaseDocTemplate(
-        str(path),
-        pagesize=A4,
-        leftMargin=MARGIN,
-        rightMargin=MARGIN,
-        topMargin=MARGIN,
-        bottomMargin=MARGIN,
-        invariant=1,
-    )
+    doc = _a4_doc(path)
     gap = 0.8 * cm
     colw = (doc.width - gap) / 2
     frames = [
@@ -135,15 +140,7 @@ def two_column_pdf(
 def table_pdf(path: Path, intro: str, rows: Sequence[Sequence[str]], outro: str = "") -> Path:
     """One page: a paragraph, a gridded table of ``rows`` (first row = header), a paragraph."""
     styles = getSampleStyleSheet()
-    doc = BaseDocTemplate(
-        str(path),
-        pagesize=A4,
-        leftMargin=MARGIN,
-        rightMargin=MARGIN,
-        topMargin=MARGIN,
-        bottomMargin=MARGIN,
-        invariant=1,
-    )
+    doc = _a4_doc(path)
     doc.addPageTemplates(
         [PageTemplate(id="one", frames=[Frame(doc.leftMargin, doc.bottomMargin, doc.width, doc.height, id="F")])]
     )

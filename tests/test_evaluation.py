@@ -357,20 +357,7 @@ def test_cli_eval_on_demo_index(tmp_path, demo_index, demo_settings):
         SMALL_SET[:2]
         + [{"id": "x", "question": "q?", "relevant": [{"doc": "scr-child-z.pdf", "pages": [1]}], "answerable": True}],
     )
-    result = CliRunner().invoke(
-        cli,
-        [
-            "eval",
-            str(bad),
-            "--corpus",
-            str(DEMO),
-            "--index",
-            str(demo_settings.index_dir),
-            "--configs",
-            "bm25",
-            "--quiet",
-        ],
-    )
+    result = CliRunner().invoke(cli, ["eval", str(bad), *args[2:-2], "--quiet"])  # answers on this time
     assert isinstance(result.exception, EvalError)
     assert "line 3: unknown document 'scr-child-z.pdf'" in str(result.exception)
 

@@ -136,9 +136,13 @@ def export_onnx(model_path: Path, out_dir: Path) -> None:
         quantize_dynamic(str(fp32), str(out_dir / MODEL_FILES["int8"]), weight_type=QuantType.QInt8, per_channel=True)
 
 
+def _cache_folder(model_path: Path, cache_dir: Path | None) -> Path:
+    return Path(cache_dir or DEFAULT_CACHE_DIR).expanduser() / model_hash(Path(model_path))
+
+
 def is_exported(model_path: Path, cache_dir: Path | None = None) -> bool:
     """Whether the ONNX export of ``model_path`` is already in the cache."""
-    final = Path(cache_dir or DEFAULT_CACHE_DIR).expanduser() / model_hash(Path(model_path))
+    final = _cache_folder(model_path, cache_dir)
     return all((final / name).exists() for name in MODEL_FILES.values())
 
 
@@ -152,13 +156,12 @@ def ensure_onnx_model(model_path: Path, cache_dir: Path | None = None, precision
     if precision not in MODEL_FILES:
         raise ConfigError(f"unknown ONNX precision {precision!r}; use one of {', '.join(MODEL_FILES)}")
     model_path = Path(model_path)
-    root = Path(cache_dir or DEFAULT_CACHE_DIR).expanduser()
-    final = root / model_hash(model_path)
-    if all((final / name).exists() for name in MODEL_FILES.values()):
+    final = _cache_folder(model_path, cache_dir)
+    if is_exported(model_path, cache_dir):
         return final / MODEL_FILES[precision]
     if final.exists():  # a damaged cache entry: redo it
         shutil.rmtree(final, ignore_errors=True)
-    tmp = root / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         export_onnx(model_path, tmp)
         info = {
@@ -194,10 +197,11 @@ def load_tokenizer(model_path: Path, max_length: int) -> Any:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # noqa: BLE001 - missing or unreadable file: one clear message
         raise ConfigError(f"cannot read the model's tokenizer {path} ({exc}); use query_backend=torch") from exc
-    pad = _read_json(Path(model_path) / "tokenizer_config.json", {}).get("pad_token") or "[PAD]"
-    pad_id = tokenizer.token_to_id(pad if isinstance(pad, str) else "[PAD]")
+    pad = _read_json(Path(model_path) / "tokenizer_config.json", {}).get("pad_token")
+    if not isinstance(pad, str) or not pad:  # absent, or an AddedToken dict
+        pad = "[PAD]"
     tokenizer.enable_truncation(max_length=max_length)
-    tokenizer.enable_padding(pad_id=pad_id or 0, pad_token=pad if isinstance(pad, str) else "[PAD]")
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id(pad) or 0, pad_token=pad)
     return tokenizer
 
 

@@ -215,12 +215,16 @@ def report_mentions(index: Index, query: str) -> tuple[list[str], list[tuple[int
     """
     found: list[str] = []
     spans: list[tuple[int, int]] = []
-    for doc_id, pats in _aliases(index).items():
-        for p in pats:
-            for m in p.finditer(query):
-                spans.append(m.span())
-                if doc_id not in found:
-                    found.append(doc_id)
+
+    def collect(patterns: dict[str, list[re.Pattern[str]]]) -> None:
+        for doc_id, pats in patterns.items():
+            for p in pats:
+                for m in p.finditer(query):
+                    spans.append(m.span())
+                    if doc_id not in found:
+                        found.append(doc_id)
+
+    collect(_aliases(index))
     if found:
         return found, spans
     low = query.lower()
@@ -238,11 +242,7 @@ def report_mentions(index: Index, query: str) -> tuple[list[str], list[tuple[int
                 spans += [m.span() for t in types for m in re.finditer(_TYPE_WORDS[t], low)]
                 spans += [m.span() for m in re.finditer(r"\b(?:review|report)s?\b", low)]
                 return found, spans
-    for doc_id, pat in _topic_patterns(index).items():
-        for m in pat.finditer(query):
-            spans.append(m.span())
-            if doc_id not in found:
-                found.append(doc_id)
+    collect({doc_id: [pat] for doc_id, pat in _topic_patterns(index).items()})
     if found:
         return found, spans
     for t, pat in _SINGULAR_TYPE.items():
