@@ -251,7 +251,11 @@ def show_answer(index: Index, settings: Settings, turn: dict, i: int) -> None:
         return matched_terms(ans.standalone_query, text)
 
     if ans.abstained:
-        st.info(ans.message, icon=":material/search_off:")
+        st.info(md_escape(ans.message), icon=":material/search_off:")
+        if ans.why:
+            st.caption(md_escape(f"Why: {ans.why}"))
+        if ans.related:
+            st.markdown("**Possibly related**")
         for j, h in enumerate(ans.related):
             with st.expander(md_escape(f"{h.citation} — {h.title}"), icon=":material/article:"):
                 show_source(index, settings, h.file, h.page_start, h.page_end, h.text, terms_of(h.text), f"{i}_r{j}")
@@ -272,6 +276,9 @@ def show_answer(index: Index, settings: Settings, turn: dict, i: int) -> None:
                 st.caption(md_escape(s.title))
                 show_source(
                     index, settings, s.file, s.page_start, s.page_end, s.passage, terms_of(s.passage), f"{i}_s{s.n}"
+        if ans.partial_note:
+            st.warning(md_escape(ans.partial_note), icon=":material/rule:")
+            st.caption(md_escape(f"Why: {ans.why}"))
                 )
     export_and_feedback(index, settings, turn, i)
 

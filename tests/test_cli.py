@@ -48,6 +48,19 @@ ANSWER_KEYS = {
     "related",
     "synthesis",
     "synthesis_notes",
+    "decision",
+}
+DECISION_KEYS = {
+    "status",
+    "probability",
+    "threshold",
+    "reason",
+    "missing",
+    "uncovered",
+    "covered",
+    "best_similarity",
+    "basis",
+    "features",
 }
 REPORT_KEYS = {
     "file",
@@ -135,6 +148,8 @@ def test_ask_json_shape(run):
     data = json.loads(res.output)
     assert set(data) == ANSWER_KEYS
     assert data["abstained"] is False and len(data["sections"]) >= 2
+    assert set(data["decision"]) == DECISION_KEYS and data["decision"]["status"] in ("answered", "partial")
+    assert data["decision"]["probability"] >= data["decision"]["threshold"]
     ns = {s["n"] for s in data["sources"]}
     for sec in data["sections"]:
         assert set(sec) == {"report", "file", "quotes"}
@@ -157,8 +172,14 @@ def test_ask_off_topic_is_declined(run):
     data = json.loads(res.output)
     assert data["abstained"] is True and data["sections"] == [] and data["sources"] == []
     assert data["related"] and set(data["related"][0]) == HIT_KEYS
+    # Declined by name: the question names something no indexed report mentions.
+    assert data["decision"]["status"] == "declined" and data["decision"]["basis"] == "name"
+    assert data["decision"]["missing"] == ["Cup"]  # "World" is in the reports, "Cup" in none
     text = run("ask", "Who won the 2018 World Cup?").output
-    assert "do not appear to address" in text and "Possibly related:" in text
+    assert "No indexed report mentions \u2018Cup\u2019" in text and "Possibly related:" in text
+    assert "Why: in no indexed report: Cup" in text
+    text = run("ask", "What is the recipe for sourdough bread?").output
+    assert "do not appear to" in text and "Possibly related:" in text and "best sentence similarity" in text
 
 
 def test_reports_json_and_theme(run):

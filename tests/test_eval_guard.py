@@ -1,6 +1,7 @@
 """CI guard (issue 4, section 6): the demo eval for the default configuration, on the session demo
-index, must not fall more than 0.02 below the committed baseline in page-level nDCG@10, and every
-quoted sentence must be found verbatim on the page it cites.
+index, must not fall more than 0.02 below the committed baseline in page-level nDCG@10, every
+quoted sentence must be found verbatim on the page it cites, and answerability must not regress:
+abstention recall no lower and the false-abstention rate no higher than in the baseline.
 
 The baseline is eval/reports/baseline.json, written by ``python scripts/make_baseline.py``. A
 missing eval set or baseline is a failure, not a skip: the guard must not pass silently.
@@ -62,6 +63,26 @@ def test_default_configuration_holds_the_baseline(demo_index, demo_settings):
     bad = [f"{q.id} ({q.valid_quotes}/{q.quotes})" for q in result.questions if q.quotes != q.valid_quotes]
     validity = result.answers["citation_validity"]
     assert validity == 1.0, f"citation validity {validity} < 1.0; quotes not on their cited pages in: {bad}"
+
+    # Answerability must not regress: no fewer unanswerable questions declined, no more answerable
+    # ones wrongly declined than when the baseline was made.
+    got_a, base_a = result.answers, base.get("answers") or {}
+    for key in ("abstention_recall", "false_abstention_rate"):
+        if base_a.get(key) is None:
+            pytest.fail(f"{BASELINE.relative_to(ROOT)} has no {key} for {DEFAULT_CONFIG!r}; {REMEDY}")
+    mistakes = [
+        f"{q.id} ({'declined' if q.abstained else 'answered'})"
+        for q in result.questions
+        if q.abstained is not None and q.abstained == q.answerable
+    ]
+    assert got_a["abstention_recall"] >= base_a["abstention_recall"] - 1e-9, (
+        f"abstention recall on the demo set fell to {got_a['abstention_recall']:.3f} "
+        f"(baseline {base_a['abstention_recall']:.3f}); wrong: {', '.join(mistakes)}"
+    )
+    assert got_a["false_abstention_rate"] <= base_a["false_abstention_rate"] + 1e-9, (
+        f"false-abstention rate on the demo set rose to {got_a['false_abstention_rate']:.3f} "
+        f"(baseline {base_a['false_abstention_rate']:.3f}); wrong: {', '.join(mistakes)}"
+    )
 
     got, want = result.page["ndcg@10"], base["page"]["ndcg@10"]
     worst = sorted((q for q in result.questions if q.page is not None), key=lambda q: q.page["ndcg@10"])[:5]

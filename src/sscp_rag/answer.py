@@ -43,6 +43,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from sscp_rag.answerability import Decision, corpus_stats, decide, evidence
 from sscp_rag.errors import QueryError
 from sscp_rag.index import Index
 from sscp_rag.records import Answer, Hit, Quote, ReportSection, Source
@@ -50,6 +51,7 @@ from sscp_rag.retrieval import (
     Filters,
     query_terms,
     query_vector,
+    rankings,
     remove_report_mentions,
     report_mentions,
     search,
@@ -58,6 +60,7 @@ from sscp_rag.retrieval import (
     strip_paragraph_number,
 )
 from sscp_rag.settings import Settings
+from sscp_rag.vocabulary import PSEUDONYM
 
 ABSTAIN_MESSAGE = (
     "The indexed reviews do not appear to address this question. "
@@ -203,33 +206,65 @@ def _cited_passage(index: Index, h: Hit, p0: int, p1: int) -> str:
     return index.docs[h.doc_id].text.text[lo:hi].strip()
 
 
-def _abstain(
-    question: str, standalone: str, hits: Sequence[Hit], best: float, message: str = ABSTAIN_MESSAGE
-) -> Answer:
-    return Answer(question, standalone, True, message, (), (), tuple(hits[:5]), best, hits=tuple(hits))
+def _abstain(question: str, standalone: str, hits: Sequence[Hit], decision: Decision) -> Answer:
+    message = f"{decision.reason} The closest passages are listed below as possibly related."
+    return Answer(
+        question,
+        standalone,
+        True,
+        message,
+        (),
+        (),
+        tuple(hits[:5]),
+        decision.best_similarity,
+        hits=tuple(hits),
+        decision=decision,
+    )
 
 
-# How reviews name the people they are about: "Child Q", "Baby LL", "Family M", "Adult B". Only
-# with a capital, so "a child I worked with" is not read as a pseudonym.
-_PSEUDONYM = re.compile(r"\b(?:Child|Baby|Family|Adult)\s+[A-Z]{1,3}\b")
+def _declined(reason: str, best: float, threshold: float, basis: str) -> Decision:
+    return Decision("declined", 0.0, threshold, reason, best_similarity=best, basis=basis)
 
 
 def unknown_pseudonyms(index: Index, question: str) -> list[str]:
     """The pseudonyms a question names ("the Child Q review") that no indexed report mentions,
     in its text or its metadata. Reviews answer only about the people they describe, so quoting
     other reports for such a question would answer a different question."""
-    names = list(dict.fromkeys(" ".join(m.group(0).split()) for m in _PSEUDONYM.finditer(question)))
-    if not names:
-        return []
-    unknown = []
-    for name in names:
-        pattern = re.compile(r"\b" + re.escape(name).replace(r"\ ", r"\s+") + r"\b")
-        if not any(
-            pattern.search(d.text.text) or pattern.search(f"{d.meta.title} {d.meta.short_title} {d.meta.subject}")
-            for d in index.docs.values()
-        ):
-            unknown.append(name)
-    return unknown
+    known = corpus_stats(index).pseudonyms
+    names = dict.fromkeys(" ".join(m.group(0).split()) for m in PSEUDONYM.finditer(question))
+    return [n for n in names if n not in known]
+
+
+def assess(
+    index: Index,
+    question: str,
+    hits: Sequence[Hit],
+    qvec: np.ndarray,
+    sentences: Sequence[str],
+    sims: np.ndarray,
+    filters: Filters | None,
+    s: Settings,
+) -> Decision:
+    """The answerability decision for a standalone question (see :mod:`sscp_rag.answerability`).
+
+    With ``answerability = "similarity"`` only the best sentence's similarity decides (the
+    earlier rule, kept for comparison). In either mode a best sentence below
+    ``abstain_threshold`` declines: nothing in the passages is even close."""
+    best = float(sims.max()) if len(sims) else 0.0
+    floor = (
+        f"The indexed reviews do not appear to address this question: the closest sentences are only "
+        f"loosely related (best similarity {best:.2f})."
+    )
+    if s.answerability == "similarity":
+        if best < s.abstain_threshold:
+            return _declined(floor, best, s.abstain_threshold, "similarity")
+        return Decision("answered", 1.0, s.abstain_threshold, "", best_similarity=best, basis="similarity")
+    _, spans = report_mentions(index, question)
+    ev = evidence(index, question, hits, qvec, sentences, sims, rankings(index, question, filters, s), spans)
+    decision = decide(ev, question, s.answerable_threshold)
+    if best < s.abstain_threshold and not decision.declined:
+        return replace(decision, status="declined", reason=floor, basis="similarity")
+    return decision
 
 
 def answer(
@@ -249,27 +284,31 @@ def answer(
     s = settings or index.settings
     if not (question or "").strip():
         raise QueryError("the question is empty; type a question about the reviews")
+    if len(question) > s.max_question_chars:
+        raise QueryError(
+            f"the question is {len(question):,} characters long; ask in at most {s.max_question_chars:,} "
+            "characters (one question at a time)"
+        )
     standalone = rewrite_followup(index, question, history)
     hits = search(index, standalone, k=s.answer_hits, filters=filters, settings=s)
     unknown = unknown_pseudonyms(index, standalone)
     if unknown:
         who = " or ".join(unknown)
-        message = (
-            f"No indexed report mentions {who}, so the reviews cannot answer this question. "
-            "The closest passages are listed below as possibly related."
-        )
-        return _abstain(question, standalone, hits, 0.0, message)
+        reason = f"No indexed report mentions {who}, so the reviews cannot answer this question."
+        return _abstain(question, standalone, hits, _declined(reason, 0.0, s.answerable_threshold, "name"))
+    loose = "The indexed reviews do not appear to address this question."
     if not hits:
-        return _abstain(question, standalone, hits, 0.0)
+        return _abstain(question, standalone, hits, _declined(loose, 0.0, s.answerable_threshold, "passages"))
     qvec = query_vector(index, standalone)
     cands = _candidates(index, hits)
     if not cands:
-        return _abstain(question, standalone, hits, 0.0)
+        return _abstain(question, standalone, hits, _declined(loose, 0.0, s.answerable_threshold, "passages"))
     vecs = sentence_vectors(index, [_norm(c[3]) for c in cands])
     rel = vecs @ qvec
     best = float(rel.max())
-    if best < s.abstain_threshold:
-        return _abstain(question, standalone, hits, best)
+    decision = assess(index, standalone, hits, qvec, [c[3] for c in cands], rel, filters, s)
+    if decision.declined:
+        return _abstain(question, standalone, hits, decision)
     rank_prior = np.array([1.0 / (1 + 0.15 * (c[0].rank - 1)) for c in cands])
     score = rel * (0.8 + 0.2 * rank_prior)
 
@@ -321,10 +360,23 @@ def answer(
         if quotes:
             sections.append(ReportSection(info.meta.short_title, info.meta.file, tuple(quotes)))
     if not sections:
-        return _abstain(question, standalone, hits, best)
+        return _abstain(
+            question, standalone, hits, replace(decision, status="declined", reason=loose, basis="passages")
+        )
     n_reports = len(sections)
     message = f"From {n_reports} report{'s' if n_reports != 1 else ''}, in their own words:"
-    result = Answer(question, standalone, False, message, tuple(sections), tuple(sources), (), best, hits=tuple(hits))
+    result = Answer(
+        question,
+        standalone,
+        False,
+        message,
+        tuple(sections),
+        tuple(sources),
+        (),
+        best,
+        hits=tuple(hits),
+        decision=decision,
+    )
     if s.llm_base_url:
         from sscp_rag.llm import synthesise
 

@@ -221,6 +221,12 @@ CONFIGS: dict[str, EvalConfig] = {
         EvalConfig("hybrid-nomerge", "hybrid without merging adjacent chunks", {"merge_adjacent": False}),
         EvalConfig("hybrid-rescore", "hybrid, candidates re-scored by their best-matching sentence", {"rescore": True}),
         EvalConfig(
+            "hybrid-simabstain",
+            "hybrid answers that decline on the best sentence's similarity alone (the rule before the "
+            "answerability model)",
+            {"answerability": "similarity"},
+        ),
+        EvalConfig(
             "hybrid-c200",
             "hybrid on 200-token chunks (overlap 40; the default before 128)",
             {"chunk_tokens": 200, "chunk_overlap": 40},
@@ -341,6 +347,8 @@ def abstention_metrics(abstained: Sequence[bool], answerable: Sequence[bool]) ->
         "false_abstentions": fp,
         "missed_abstentions": fn,
         "answered": tn + fn,
+        # The share of answerable questions that were wrongly declined.
+        "false_abstention_rate": fp / (fp + tn) if fp + tn else None,
     }
 
 
@@ -374,6 +382,11 @@ class QuestionResult:
     document: dict[str, float] | None = None
     page: dict[str, float] | None = None
     abstained: bool | None = None
+    decision: str | None = None  # answered, partial or declined
+    decision_basis: str | None = None  # model, name, similarity, passages, llm
+    # The answerability model's probability; 0 when a rule declined (a name no report mentions,
+    # nothing similar enough), so that "declined" is "answerability < threshold" for every question.
+    answerability: float | None = None
     quotes: int = 0
     valid_quotes: int = 0
     search_ms: float = 0.0
@@ -396,6 +409,9 @@ class QuestionResult:
             "document": _rounded(self.document),
             "page": _rounded(self.page),
             "abstained": self.abstained,
+            "decision": self.decision,
+            "decision_basis": self.decision_basis,
+            "answerability": _round(self.answerability),
             "quotes": self.quotes,
             "valid_quotes": self.valid_quotes,
             "citation_validity": _round(self.citation_validity),
@@ -565,6 +581,10 @@ def run_config(
             a = answer(index, q.question, settings=settings)
             r.answer_ms = (time.perf_counter() - t0) * 1000.0
             r.abstained = a.abstained
+            d = a.decision
+            if d is not None:
+                r.decision, r.decision_basis = d.status, d.basis
+                r.answerability = 0.0 if d.declined and d.basis != "model" else d.probability
             by_n = {s.n: s for s in a.sources}
             for quote in a.quotes:
                 r.quotes += 1
@@ -593,6 +613,8 @@ def run_config(
         quotes = sum(r.quotes for r in results)
         valid = sum(r.valid_quotes for r in results)
         answer_stats.update(citation_validity=valid / quotes if quotes else None, quotes=quotes, valid_quotes=valid)
+        answer_stats["partial"] = sum(1 for r in results if r.decision == "partial")
+        answer_stats["threshold"] = settings.answerable_threshold if settings.answerability == "model" else None
     latency = {
         "search": latency_ms([r.search_ms / 1000.0 for r in results]),
         "answer": latency_ms([r.answer_ms / 1000.0 for r in results if r.answer_ms is not None]) if answers else None,
@@ -736,7 +758,7 @@ def table_rows(run: EvalRun) -> tuple[list[str], list[list[str]], list[str], lis
     with_answers = any(c.answers is not None for c in run.configs)
     head2 = ["config"]
     if with_answers:
-        head2 += ["abstain P", "abstain R", "abstained", "cite valid", "quotes"]
+        head2 += ["abstain P", "abstain R", "false abst", "abstained", "partial", "cite valid", "quotes"]
     head2 += ["search p50 ms", "search p95 ms"]
     if with_answers:
         head2 += ["answer p50 ms", "answer p95 ms"]
@@ -748,7 +770,9 @@ def table_rows(run: EvalRun) -> tuple[list[str], list[list[str]], list[str], lis
             row += [
                 _fmt(a.get("abstention_precision")),
                 _fmt(a.get("abstention_recall")),
+                _fmt(a.get("false_abstention_rate")),
                 _fmt(a.get("abstained")),
+                _fmt(a.get("partial")),
                 _fmt(a.get("citation_validity")),
                 _fmt(a.get("quotes")),
             ]
@@ -806,6 +830,14 @@ def to_markdown(run: EvalRun, chart: str | None = "comparison.png", worst: int =
     lines += [f"- `{c.name}`: {c.description}" for c in run.configs]
     if chart:
         lines += ["", f"![comparison]({chart})"]
+        if any(c.answers and c.answers.get("threshold") is not None for c in run.configs):
+            lines += [
+                "",
+                "Declined share against the answerability threshold (solid: unanswerable questions, the "
+                "abstention recall; dashed: answerable ones, the false-abstention rate; grey: the setting):",
+                "",
+                "![answerability](answerability.png)",
+            ]
     default = next((c for c in run.configs if c.name == DEFAULT_CONFIG), run.configs[0] if run.configs else None)
     if default is not None:
         level = "page" if default.page is not None else "document"
@@ -871,8 +903,50 @@ def write_chart(run: EvalRun, path: Path) -> Path:
     return path
 
 
+def reliability(results: Sequence[QuestionResult], thresholds: Sequence[float]) -> dict[str, list[float]]:
+    """Declined share against the answerability threshold: for unanswerable questions (the
+    abstention recall each threshold would give) and for answerable ones (its false-abstention
+    rate). Questions without an answerability value are left out."""
+    scored = [r for r in results if r.answerability is not None]
+    out: dict[str, list[float]] = {"threshold": list(thresholds), "unanswerable": [], "answerable": []}
+    for key, want in (("unanswerable", False), ("answerable", True)):
+        group = [r.answerability for r in scored if r.answerable == want]
+        out[key] = [sum(1 for p in group if p < t) / len(group) if group else float("nan") for t in thresholds]
+    return out
+
+
+def write_reliability_chart(run: EvalRun, path: Path) -> Path | None:
+    """Declined share against the threshold, per configuration that uses the answerability model
+    (PNG). None when no configuration does."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    configs = [c for c in run.configs if c.answers and c.answers.get("threshold") is not None]
+    if not configs:
+        return None
+    thresholds = [i / 100 for i in range(0, 101)]
+    fig = Figure(figsize=(6.5, 4.2), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for c in configs:
+        curve = reliability(c.questions, thresholds)
+        ax.plot(thresholds, curve["unanswerable"], label=f"{c.name}: unanswerable declined (recall)")
+        ax.plot(thresholds, curve["answerable"], linestyle="--", label=f"{c.name}: answerable declined (false)")
+        ax.axvline(c.answers["threshold"], color="grey", linewidth=0.8)
+    ax.set_xlabel("answerable_threshold")
+    ax.set_ylabel("share declined")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{Path(run.source).name or run.source}: declined share against the threshold", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(Path(path), format="png")
+    return Path(path)
+
+
 def write_report(run: EvalRun, out_dir: Path) -> dict[str, Path]:
-    """Write results.json, per_question.jsonl, summary.md and comparison.png into ``out_dir``."""
+    """Write results.json, per_question.jsonl, summary.md, comparison.png and (when a configuration
+    uses the answerability model) answerability.png into ``out_dir``."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -885,6 +959,9 @@ def write_report(run: EvalRun, out_dir: Path) -> dict[str, Path]:
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
         paths["summary.md"].write_text(to_markdown(run), encoding="utf-8")
         write_chart(run, paths["comparison.png"])
+        chart = write_reliability_chart(run, out / "answerability.png")
+        if chart is not None:
+            paths["answerability.png"] = chart
     except OSError as exc:
         raise EvalError(f"cannot write the report to {out}: {exc}") from exc
     return paths

@@ -6,7 +6,9 @@ all use these functions, so they cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,6 +61,7 @@ def answer_to_dict(a: Answer) -> dict[str, Any]:
         "abstained": a.abstained,
         "message": a.message,
         "best_score": round(a.best_score, 6),
+        "decision": a.decision.as_dict() if a.decision is not None else None,
         "sections": [
             {
                 "report": s.short_title,
@@ -105,6 +108,8 @@ def answer_to_markdown(a: Answer) -> str:
         return "\n".join(lines) + "\n"
     if a.synthesis:
         lines += ["### Summary (generated, verified against the sources)", "", _md_escape(a.synthesis), ""]
+    if a.partial_note:
+        lines += [f"*{_md_escape(a.partial_note)}*", ""]
     lines += [a.message, ""]
     for sec in a.sections:
         lines.append(f"### {_md_escape(sec.short_title)}")
@@ -118,10 +123,30 @@ def answer_to_markdown(a: Answer) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Characters XML 1.0 (and so Word) cannot hold: C0 controls other than tab, newline and carriage
+# return, lone surrogates, and the two non-characters U+FFFE and U+FFFF.
+_NOT_XML_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(value: Any) -> Any:
+    """``value`` with the characters XML cannot hold removed from every string in it (strings,
+    tuples, lists and dataclasses such as an Answer, at any depth)."""
+    if isinstance(value, str):
+        return _NOT_XML_RE.sub("", value)
+    if isinstance(value, tuple | list):
+        return type(value)(xml_safe(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: xml_safe(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+        return dataclasses.replace(value, **fields)
+    return value
+
+
 def answer_to_docx(a: Answer) -> bytes:
-    """The answer as a Word document (python-docx)."""
+    """The answer as a Word document (python-docx). Characters that Word files cannot hold (control
+    characters typed in a question or left in a PDF's text) are dropped."""
     from docx import Document
 
+    a = xml_safe(a)
     doc = Document()
     doc.add_heading(a.question, level=1)
     if a.abstained:
@@ -135,6 +160,8 @@ def answer_to_docx(a: Answer) -> bytes:
         if a.synthesis:
             doc.add_heading("Summary (generated, verified against the sources)", level=2)
             doc.add_paragraph(a.synthesis)
+        if a.partial_note:
+            doc.add_paragraph().add_run(a.partial_note).italic = True
         doc.add_paragraph(a.message)
         for sec in a.sections:
             doc.add_heading(sec.short_title, level=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 REVIEW_TYPES: tuple[str, ...] = (
     "SCR",
@@ -176,6 +177,29 @@ class Answer:
     synthesis: str = ""  # optional LLM text, verified
     synthesis_notes: tuple[str, ...] = ()  # what verification dropped, or why the LLM was skipped
     hits: tuple[Hit, ...] = field(default=(), repr=False)
+    decision: Any = None  # an answerability.Decision: answered, partial or declined, and why
+
+    @property
+    def partial_note(self) -> str:
+        """What the reports do not cover, when they answer only part of the question ("" otherwise)."""
+        d = self.decision
+        return d.reason if d is not None and d.status == "partial" else ""
+
+    @property
+    def why(self) -> str:
+        """The evidence behind a declined or partial answer, in one line ("" for a full answer)."""
+        d = self.decision
+        if d is None or d.status == "answered":
+            return ""
+        parts = []
+        if d.missing:
+            parts.append("in no indexed report: " + ", ".join(d.missing))
+        if d.uncovered and d.uncovered != d.missing:
+            parts.append("not in the passages found: " + ", ".join(d.uncovered))
+        parts.append(f"best sentence similarity {d.best_similarity:.2f}")
+        if d.basis == "model":
+            parts.append(f"answerability {d.probability:.2f} (threshold {d.threshold:.2f})")
+        return "; ".join(parts)
 
     @property
     def quotes(self) -> tuple[Quote, ...]:

@@ -115,8 +115,9 @@ def _aliases(index: Index) -> dict[str, list[re.Pattern[str]]]:
     if cached is not None:
         return cached
     out: dict[str, list[re.Pattern[str]]] = {}
+    distinctive = _distinctive_title_words(index)
     for doc_id, d in index.docs.items():
-        names = {d.meta.short_title}
+        names = {d.meta.short_title, *distinctive.get(doc_id, ())}
         if d.meta.subject:
             names.add(d.meta.subject)
             names.add(d.meta.subject.replace(" and ", " & "))
@@ -129,6 +130,44 @@ def _aliases(index: Index) -> dict[str, list[re.Pattern[str]]]:
             pats.append(re.compile(r"\b" + r"[\s,]+".join(words) + r"(?![\w])", re.IGNORECASE))
         out[doc_id] = pats
     index._report_aliases = out  # type: ignore[attr-defined]
+    return out
+
+
+def _distinctive_title_words(index: Index) -> dict[str, list[str]]:
+    """Per report, the capitalised words and word pairs of a report title that no other report's
+    title has, that at most two reports' texts use, and that are written with their capitals nearly
+    everywhere: a place or a name ("Kent", "Bracknell Forest"), by which a question names the
+    report. A topic word ("Neglect", "Suicide") is lower case mid-sentence."""
+    from collections import Counter
+
+    cap = re.compile(r"[A-Z][a-z]{3,}")
+    months = set("January February March April May June July August September October November December".split())
+    counts: dict[str, Counter[str]] = {}
+    for doc_id, d in index.docs.items():
+        words = re.findall(r"[A-Za-z]+", d.text.text)
+        counts[doc_id] = Counter(words) + Counter(f"{a} {b}" for a, b in zip(words, words[1:]))
+    cands: dict[str, set[str]] = {}
+    for doc_id, d in index.docs.items():
+        words = re.findall(r"[A-Za-z]+", f"{d.meta.title} {d.meta.short_title}")
+        grams = {w for w in words if cap.fullmatch(w) and w not in months}
+        cands[doc_id] = grams | {f"{a} {b}" for a, b in zip(words, words[1:]) if {a, b} <= grams}
+    owners = Counter(g for grams in cands.values() for g in grams)
+
+    def proper(g: str) -> bool:
+        cased = sum(c[g] for c in counts.values())
+        lower = sum(c[g.lower()] + c[g.upper()] for c in counts.values())
+        return cased > 0 and cased >= 0.9 * (cased + lower)
+
+    out: dict[str, list[str]] = {}
+    for doc_id, grams in cands.items():
+        for g in sorted(grams):
+            users = [k for k, c in counts.items() if c[g] or c[g.lower()]]
+            if owners[g] == 1 and doc_id in users and len(users) <= 2 and all(proper(w) for w in g.split()):
+                # The place's other report (its SEND inspection beside its children's services
+                # one) is named by it too, when it is about that place (three mentions or more).
+                for k in users:
+                    if k == doc_id or counts[k][g] >= 3:
+                        out.setdefault(k, []).append(g)
     return out
 
 
@@ -481,6 +520,17 @@ def _retrieve(
     return fused, dense, bm25
 
 
+def rankings(
+    index: Index, query: str, filters: Filters | None = None, settings: Settings | None = None
+) -> tuple[dict[int, float], dict[int, float]]:
+    """The dense and the BM25 candidate scores (chunk row -> score) of ``query`` under
+    ``filters``, before fusion: how far the two retrievers agree is evidence of answerability."""
+    s = settings or index.settings
+    mask = _allowed(index, validate_filters(index, filters))
+    dense = _dense(index, query_vector(index, query), s.candidates, mask)
+    return dense, _bm25(index, query, s.candidates, mask)
+
+
 def search(
     index: Index, query: str, k: int | None = None, filters: Filters | None = None, settings: Settings | None = None
 ) -> list[Hit]:
@@ -493,6 +543,10 @@ def search(
     query = (query or "").strip()
     if not query:
         raise QueryError("the query is empty; type a question or some words to search for")
+    if len(query) > s.max_question_chars:
+        raise QueryError(
+            f"the query is {len(query):,} characters long; search with at most {s.max_question_chars:,} characters"
+        )
     f = validate_filters(index, filters)
     mask = _allowed(index, f)
     qvec = query_vector(index, query) if s.retrieval_mode != "bm25" else None
@@ -654,6 +708,7 @@ __all__ = [
     "validate_filters",
     "matched_terms",
     "query_vector",
+    "rankings",
     "sentence_spans",
     "sentence_vectors",
     "strip_paragraph_number",

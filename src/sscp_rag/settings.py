@@ -112,6 +112,20 @@ class Settings:
     llm_timeout: float = _f(30.0, "Seconds to wait for the LLM endpoint.")
 
     # --- app -------------------------------------------------------------------------------
+    answerability: str = _f(
+        "model",
+        "How an answer decides whether the reviews answer the question: 'model' (coverage of the question's "
+        "rare words, similarity, retriever agreement and the question's constraints, combined by a fitted "
+        "logistic regression; see docs/answers.md) or 'similarity' (the best sentence's similarity alone).",
+        choices=("model", "similarity"),
+    )
+    answerable_threshold: float = _f(
+        0.5,
+        "Least probability (from the answerability model) that the reviews answer a question for an answer "
+        "to be given; below it the answer declines and says why. Chosen by cross-validation across the eval "
+        "sets (eval/reports/answerability.md).",
+    )
+    max_question_chars: int = _f(2000, "Longest question accepted, in characters.")
     feedback_path: Path = _f(Path("eval/feedback.jsonl"), "Where the app saves user feedback.")
 
     @classmethod

@@ -1,0 +1,211 @@
+"""Fit the answerability model on the eval sets and report it cross-validated across sets.
+
+    python scripts/fit_answerability.py                 # report only
+    python scripts/fit_answerability.py --write         # also write the shipped model and the report
+
+For every question of every set, ``answer()`` runs with the default settings and its decision's
+features are kept (questions declined by a rule, such as a name no report mentions, keep their
+features too; the rule decides them whatever the model says). Then, for each set in turn, a
+logistic regression (scikit-learn, standardised features, balanced classes) is fitted on the
+OTHER sets, its threshold is chosen on those same training sets (the highest recall of
+unanswerable questions whose false-abstention rate on the training answerable questions stays
+within ``--max-far``), and both are applied to the held-out set. Only these held-out figures are
+reported. The shipped model is the same procedure fitted on all sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from sscp_rag.answer import answer  # noqa: E402
+from sscp_rag.answerability import FEATURE_HELP, FEATURES, MODEL_FILE  # noqa: E402
+from sscp_rag.evaluation import corpus_index_opener, load_eval_set  # noqa: E402
+from sscp_rag.settings import Settings  # noqa: E402
+
+SETS = {
+    "demo": (ROOT / "eval" / "demo.jsonl", ROOT / "corpus" / "demo"),
+    "real": (ROOT / "eval" / "real.jsonl", ROOT.parent / "shared" / "corpus-real"),
+}
+RULES = ("name", "similarity", "passages")
+
+
+def collect(name: str, index_root: Path) -> list[dict]:
+    """One row per question: label, features (or None) and whether a rule declined it."""
+    eval_file, corpus = SETS[name]
+    s = Settings(corpus_dir=corpus, index_dir=index_root / name)
+    index = corpus_index_opener(progress=True)(s)
+    rows = []
+    for q in load_eval_set(eval_file):
+        d = answer(index, q.question, settings=s).decision
+        feats = dict(d.features) if d.features else None
+        rows.append(
+            {
+                "set": name,
+                "id": q.id,
+                "question": q.question,
+                "answerable": q.answerable,
+                "rule": d.basis if d.declined and d.basis in RULES else None,
+                "features": feats,
+            }
+        )
+    return rows
+
+
+def _xy(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    rows = [r for r in rows if r["features"] is not None]
+    x = np.array([[r["features"][f] for f in FEATURES] for r in rows], dtype=np.float64)
+    y = np.array([1 if r["answerable"] else 0 for r in rows])
+    return x, y
+
+
+def fit(rows: list[dict], c: float):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _xy(rows)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=1000))
+    model.fit(x, y)
+    return model
+
+
+def probabilities(model, rows: list[dict]) -> np.ndarray:
+    """P(answerable) per row; a rule-declined row is 0 whatever the model says."""
+    out = np.zeros(len(rows))
+    for i, r in enumerate(rows):
+        if r["rule"] is None and r["features"] is not None:
+            out[i] = model.predict_proba(np.array([[r["features"][f] for f in FEATURES]]))[0, 1]
+    return out
+
+
+def rates(p: np.ndarray, answerable: np.ndarray, t: float) -> tuple[float, float]:
+    """(recall of unanswerable questions, false-abstention rate on answerable ones) at threshold t."""
+    declined = p < t
+    un = ~answerable
+    recall = float(declined[un].mean()) if un.any() else float("nan")
+    far = float(declined[answerable].mean()) if answerable.any() else float("nan")
+    return recall, far
+
+
+def choose_threshold(p: np.ndarray, answerable: np.ndarray, max_far: float) -> float:
+    """The threshold with the highest recall whose false-abstention rate stays within max_far
+    (on the training questions); ties go to the lower threshold (fewer declines)."""
+    best_t, best_r = 0.0, -1.0
+    for t in np.round(np.arange(0.02, 0.99, 0.01), 2):
+        r, far = rates(p, answerable, t)
+        if far <= max_far and r > best_r:
+            best_t, best_r = float(t), r
+    return best_t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", default="demo,real")
+    ap.add_argument("--index-root", type=Path, default=ROOT / "index" / "eval-baseline")
+    ap.add_argument("--max-far", type=float, default=0.03, help="false-abstention budget on the training sets")
+    ap.add_argument("--c", type=float, default=1.0, help="inverse regularisation strength")
+    ap.add_argument("--features-cache", type=Path, default=None, help="read/write the collected rows here")
+    ap.add_argument("--write", action="store_true", help="write the shipped model and eval/reports/answerability.md")
+    args = ap.parse_args()
+    names = args.sets.split(",")
+
+    if args.features_cache and args.features_cache.exists():
+        rows = json.loads(args.features_cache.read_text())
+    else:
+        rows = [r for n in names for r in collect(n, args.index_root)]
+        if args.features_cache:
+            args.features_cache.write_text(json.dumps(rows))
+
+    lines = []
+    held: dict[str, dict] = {}
+    wrong: list[str] = []
+    for test in names:
+        train_rows = [r for r in rows if r["set"] != test]
+        test_rows = [r for r in rows if r["set"] == test]
+        model = fit(train_rows, args.c)
+        ptr = probabilities(model, train_rows)
+        t = choose_threshold(ptr, np.array([r["answerable"] for r in train_rows]), args.max_far)
+        p = probabilities(model, test_rows)
+        ans = np.array([r["answerable"] for r in test_rows])
+        recall, far = rates(p, ans, t)
+        held[test] = {
+            "threshold": t,
+            "abstention_recall": recall,
+            "false_abstention_rate": far,
+            "unanswerable": int((~ans).sum()),
+            "answerable": int(ans.sum()),
+            "declined_unanswerable": int(((p < t) & ~ans).sum()),
+            "declined_answerable": int(((p < t) & ans).sum()),
+        }
+        lines.append(
+            f"held-out {test}: fitted on {','.join(n for n in names if n != test)}, threshold {t:.2f}: "
+            f"declines {held[test]['declined_unanswerable']}/{held[test]['unanswerable']} unanswerable "
+            f"(recall {recall:.3f}), {held[test]['declined_answerable']}/{held[test]['answerable']} answerable "
+            f"(false-abstention {far:.3f})"
+        )
+        for r, pi in zip(test_rows, p):
+            if (pi < t) == r["answerable"]:
+                kind = "declined" if r["answerable"] else "answered"
+                wrong.append(f"{test} {r['id']} ({kind}, p={pi:.2f}, rule={r['rule']}): {r['question']}")
+    print("\n".join(lines))
+    print("\nstill wrong (held out):")
+    print("\n".join("  " + w for w in wrong))
+
+    final = fit(rows, args.c)
+    pall = probabilities(final, rows)
+    t_all = choose_threshold(pall, np.array([r["answerable"] for r in rows]), args.max_far)
+    scaler, lr = final.named_steps["standardscaler"], final.named_steps["logisticregression"]
+    coef = dict(zip(FEATURES, lr.coef_[0].round(4).tolist()))
+    print(f"\nshipped model: threshold {t_all:.2f} (fitted on all sets), coefficients (standardised): {coef}")
+    if args.write:
+        model_json = {
+            "features": list(FEATURES),
+            "mean": scaler.mean_.tolist(),
+            "scale": scaler.scale_.tolist(),
+            "coef": lr.coef_[0].tolist(),
+            "intercept": float(lr.intercept_[0]),
+            "threshold": t_all,
+            "fitted_on": {n: str(SETS[n][0].relative_to(ROOT)) for n in names},
+            "questions": len(rows),
+            "made": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "made_by": "python scripts/fit_answerability.py --write",
+            "held_out": held,
+        }
+        (ROOT / "src" / "sscp_rag" / MODEL_FILE).write_text(json.dumps(model_json, indent=1) + "\n")
+        report = [
+            "# Answerability model",
+            "",
+            f"Made {model_json['made']} by `python scripts/fit_answerability.py --write` "
+            f"(C={args.c}, false-abstention budget {args.max_far} on the training sets).",
+            "",
+            "## Held-out figures (fitted on the other set, threshold chosen on it too)",
+            "",
+            "| held-out set | threshold | unanswerable declined | abstention recall | answerable declined | "
+            "false-abstention rate |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for n, h in held.items():
+            report.append(
+                f"| {n} | {h['threshold']:.2f} | {h['declined_unanswerable']}/{h['unanswerable']} | "
+                f"{h['abstention_recall']:.3f} | {h['declined_answerable']}/{h['answerable']} | "
+                f"{h['false_abstention_rate']:.3f} |"
+            )
+        report += ["", "## Shipped model (fitted on all sets)", "", f"Threshold {t_all:.2f}.", ""]
+        report += ["| feature | standardised coefficient | meaning |", "|---|---:|---|"]
+        report += [f"| `{f}` | {coef[f]:+.3f} | {FEATURE_HELP[f]} |" for f in FEATURES]
+        report += ["", "## Still wrong when held out", ""] + [f"- {w}" for w in wrong] + [""]
+        (ROOT / "eval" / "reports" / "answerability.md").write_text("\n".join(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,514 @@
+"""Answerability: do the indexed reports answer a question, answer part of it, or say nothing?
+
+Similarity alone cannot tell "the page is about this" from "the page says this": a passage on
+strategy meetings is very similar to "which agencies were invited to the strategy meeting?"
+whether or not it names them. So the decision weighs several kinds of evidence (the features,
+documented in docs/answers.md):
+
+- **coverage**: the question's salient words (by stem, by the field's abbreviations and by theme
+  synonyms), weighted by how rare they are in the corpus (IDF), found in the best passage, in any
+  of the passages, or nowhere in the corpus;
+- **similarity**: the best quotable sentence's cosine similarity to the question, and its margin
+  over the question's typical similarity to the corpus;
+- **agreement** of the BM25 and dense rankings;
+- **constraints**: a year named in the question met by the passages' reports or text; a "how
+  many" / "what percentage" / "when" question met by a figure or date in the best sentences.
+
+A logistic regression over these features (coefficients in ``answerability_model.json``, fitted by
+``scripts/fit_answerability.py`` on the eval sets and reported cross-validated: fitted on one set,
+measured on the other) gives the probability that the reports answer the question. Below
+``settings.answerable_threshold`` the answer declines, naming the missing words. A question that
+names something no indexed report mentions at all (a pseudonym, a place, an acronym, a year) is
+declined by name without the model. An answer whose passages leave a rare question word
+uncovered is given as a partial answer that says what is not covered.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from sscp_rag.index import Index
+from sscp_rag.records import REVIEW_TYPE_LABELS, Hit
+from sscp_rag.themes import THEMES
+from sscp_rag.vocabulary import ABBREVIATIONS, PSEUDONYM, YEAR
+
+FEATURES: tuple[str, ...] = (
+    "best_sentence",
+    "margin",
+    "uncovered_best",
+    "uncovered_all",
+    "missing",
+    "max_uncovered_idf",
+    "agreement",
+    "constraint_unmet",
+    "quantity_unmet",
+)
+FEATURE_HELP: dict[str, str] = {
+    "best_sentence": "cosine similarity of the best quotable sentence of the passages to the question",
+    "margin": "that similarity minus the question's mean similarity to a fixed sample of the corpus's passages",
+    "uncovered_best": "IDF-weighted share of the question's salient words that the best-covering passage lacks "
+    "(among the passages of reports that meet the question's named words)",
+    "uncovered_all": "IDF-weighted share of the salient words that none of those passages holds",
+    "missing": "IDF-weighted share of the salient words that no indexed passage holds at all",
+    "max_uncovered_idf": "the largest normalised IDF (0-1) among the words none of the passages holds",
+    "agreement": "overlap of the BM25 and dense top ten passages (0-1)",
+    "constraint_unmet": "1 when none of the passages comes from a report that mentions (in its text, title or "
+    "year) all the names, acronyms and years the question gives",
+    "quantity_unmet": "1 when the question asks how many, how much, what percentage or when, and none of the "
+    "five best sentences holds a figure or date together with some of the question's words",
+}
+STATUSES = ("answered", "partial", "declined")
+
+# Words that frame a question rather than say what it is about. Together with the stop words
+# below they are never salient.
+_FRAME = set(
+    """a about above after again against all also am an and any anything are as at be because been
+    before being below between both but by can could did do does doing done down during each either
+    else ever every few for from further get gets got had has have having he her here hers him his how
+    i if in into is it its itself just know known learn learned learning learnt lessons like made make
+    many may me might more most much must my no nor not now of off on once only or other our ours out
+    over own per please said same say says see seen she should show showed shown so some such tell
+    than that the their theirs them then there these they this those through to told too under until
+    up us very was we were what whatever when where whether which while who whom whose why will with
+    would yes you your yours mention mentioned mentions describe described discuss discussed
+    review reviews reviewed report reports reported find found finding findings say conclude concluded
+    conclusion conclusions give given gave document documents one ones anyone someone thing things
+    happen happened far highlight highlighted identify identified note noted raise raised explain
+    explained suggest suggested offer offered outline outlined cover covered address addressed include
+    included feature featured deal dealt pick picked think thought ok okay really actually""".split()
+)
+_MONTHS = "january february march april may june july august september october november december".split()
+_NUMBER_WORDS = set(
+    """one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen
+    seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand
+    million half third quarter twice dozen none single""".split()
+)
+_QUANTITY = re.compile(
+    r"\bhow\s+(?:many|much|long|often|old|far)\b|\bwhat\s+(?:percentage|proportion|number|share|fraction|rate|"
+    r"age|amount|figure)\b|\b(?:cost|costs|spend|spent|budget)\b|^\s*when\b|\bwhat\s+(?:date|year|month)\b|"
+    r"\bwhich\s+(?:date|year|month)\b",
+    re.IGNORECASE,
+)
+_FIGURE = re.compile(
+    r"\d|%|£|\bper\s*cent\b|\b(?:" + "|".join(sorted(_NUMBER_WORDS | set(_MONTHS))) + r")\b", re.IGNORECASE
+)
+_TOKEN = re.compile(r"\w\w+")
+SAMPLE_SIZE = 1024
+WORD_CACHE_SIZE = 50_000
+# A question word counts as covered by a passage word whose embedding is at least this similar
+# (all-MiniLM-L6-v2 single words: "extra"/"additional" 0.83, "weakness"/"weak" 0.66, "money"/
+# "funding" 0.65; but "sentence"/"court" 0.37, "apps"/"platforms" 0.43, "fgm"/"mutilation" 0.28).
+SOFT_COVER = 0.6
+_PASSAGE_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]{2,}")
+MODEL_FILE = "answerability_model.json"
+# A word that none of the quoted passages holds makes an answer partial when its normalised IDF
+# is at least this (a word in fewer than about one passage in twenty).
+PARTIAL_IDF = 0.45
+
+
+@functools.lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def stems(text: str) -> list[str]:
+    """Lower-cased, stemmed words of two or more characters (as the BM25 index reads text)."""
+    return _stemmer().stemWords([m.group(0) for m in _TOKEN.finditer(text.lower())])
+
+
+@dataclass(frozen=True)
+class Term:
+    """A salient word of the question and how the corpus and the passages hold it."""
+
+    text: str  # as written in the question
+    start: int  # offset in the question
+    alternatives: tuple[tuple[str, ...], ...]  # stem tuples, any of which stands for the word
+    themes: tuple[str, ...]  # theme ids whose synonyms stand for the word
+    idf: float  # normalised 0-1: 1 = in no passage of the corpus
+    named: bool  # a name, acronym, pseudonym or year: declined by name when the corpus lacks it
+
+    @property
+    def in_corpus(self) -> bool:
+        return self.idf < 1.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether and how far the reports answer a question, and why."""
+
+    status: str  # "answered", "partial" or "declined"
+    probability: float  # the model's probability that the reports answer the question
+    threshold: float
+    reason: str  # one plain sentence for the reader
+    missing: tuple[str, ...] = ()  # question words no indexed report holds
+    uncovered: tuple[str, ...] = ()  # question words the passages found do not hold
+    covered: tuple[str, ...] = ()  # question words the passages hold
+    best_similarity: float = 0.0
+    features: tuple[tuple[str, float], ...] = field(default=(), repr=False)
+    # What decided: "model", "name" (the question names something no report mentions),
+    # "similarity" (nothing close enough), or "passages" (no quotable passage).
+    basis: str = "model"
+
+    @property
+    def declined(self) -> bool:
+        return self.status == "declined"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "probability": round(self.probability, 4),
+            "threshold": self.threshold,
+            "reason": self.reason,
+            "missing": list(self.missing),
+            "uncovered": list(self.uncovered),
+            "covered": list(self.covered),
+            "best_similarity": round(self.best_similarity, 4),
+            "basis": self.basis,
+            "features": {k: round(v, 4) for k, v in self.features},
+        }
+
+
+@dataclass(frozen=True)
+class Model:
+    """A fitted logistic regression over :data:`FEATURES` (standardised inputs)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    info: dict[str, Any]
+
+    def probability(self, x: Sequence[float]) -> float:
+        z = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+        return float(1.0 / (1.0 + math.exp(-(float(z @ self.coef) + self.intercept))))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Model:
+        if tuple(d["features"]) != FEATURES:
+            raise ValueError(f"model features {d['features']} differ from {list(FEATURES)}")
+        return cls(
+            np.asarray(d["mean"], dtype=np.float64),
+            np.asarray(d["scale"], dtype=np.float64),
+            np.asarray(d["coef"], dtype=np.float64),
+            float(d["intercept"]),
+            {k: v for k, v in d.items() if k not in ("mean", "scale", "coef", "intercept")},
+        )
+
+
+@functools.lru_cache(maxsize=1)
+def load_model() -> Model:
+    """The shipped model (``src/sscp_rag/answerability_model.json``)."""
+    text = resources.files("sscp_rag").joinpath(MODEL_FILE).read_text(encoding="utf-8")
+    return Model.from_dict(json.loads(text))
+
+
+class CorpusStats:
+    """What the decision needs to know about one loaded index, computed once: passage frequency
+    of every stem (from the BM25 index), the themes present, and a sample of passage vectors."""
+
+    def __init__(self, index: Index):
+        bm = index.bm25
+        indptr = np.asarray(bm.scores["indptr"])
+        self.n = max(int(bm.scores["num_docs"]), 1)
+        self._df = {
+            tok: int(indptr[i + 1] - indptr[i]) if i + 1 < len(indptr) else 0 for tok, i in bm.vocab_dict.items()
+        }
+        # Every pseudonym any report uses, in its text or metadata, so that a question naming one
+        # is checked with a set look-up however many names it holds.
+        self.doc_stems = {
+            doc_id: frozenset(
+                stems(f"{d.meta.title} {d.meta.short_title} {d.meta.subject} {d.meta.year or ''} {d.text.text}")
+            )
+            for doc_id, d in index.docs.items()
+        }
+        self.pseudonyms = frozenset(
+            " ".join(m.group(0).split())
+            for d in index.docs.values()
+            for text in (d.text.text, f"{d.meta.title} {d.meta.short_title} {d.meta.subject}")
+            for m in PSEUDONYM.finditer(text)
+        )
+        total = index.faiss.ntotal
+        if total:
+            rows = np.linspace(0, total - 1, num=min(SAMPLE_SIZE, total)).astype(np.int64)
+            self.sample = np.vstack([index.faiss.reconstruct(int(r)) for r in np.unique(rows)])
+        else:
+            self.sample = np.zeros((0, index.faiss.d), dtype=np.float32)
+        self._max_idf = self._idf(0)
+        self._words: dict[str, np.ndarray] = {}
+
+    def word_vectors(self, index: Index, words: Sequence[str]) -> np.ndarray:
+        """Embeddings of single words, cached (the same report words come back question after question)."""
+        todo = [w for w in dict.fromkeys(words) if w not in self._words]
+        if todo:
+            if len(self._words) + len(todo) > WORD_CACHE_SIZE:
+                self._words.clear()
+            self._words.update(zip(todo, index.embedder.encode_live(todo)))
+        if not words:
+            return np.zeros((0, index.faiss.d), dtype=np.float32)
+        return np.vstack([self._words[w] for w in words])
+
+    def df(self, stem: str) -> int:
+        return self._df.get(stem, 0)
+
+    def _idf(self, df: int) -> float:
+        return math.log(1.0 + (self.n - df + 0.5) / (df + 0.5))
+
+    def idf(self, alternatives: Sequence[Sequence[str]]) -> float:
+        """Normalised IDF of a word given its alternative forms: the commonest form counts (a
+        multi-word form is as frequent as its rarest word)."""
+        df = max((min(self.df(s) for s in alt) for alt in alternatives if alt), default=0)
+        return self._idf(df) / self._max_idf if df else 1.0
+
+
+_STATS: weakref.WeakKeyDictionary[Index, CorpusStats] = weakref.WeakKeyDictionary()
+
+
+def corpus_stats(index: Index) -> CorpusStats:
+    """The :class:`CorpusStats` of a loaded index (built on first use, freed with the index)."""
+    stats = _STATS.get(index)
+    if stats is None:
+        stats = _STATS[index] = CorpusStats(index)
+    return stats
+
+
+@functools.lru_cache(maxsize=1)
+def _theme_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    return tuple((t.id, re.compile(r"\b(?:" + "|".join(t.aliases) + r")", re.IGNORECASE)) for t in THEMES)
+
+
+@functools.lru_cache(maxsize=1)
+def _expansions() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """(abbreviation, pattern of its spelled-out forms in a question)."""
+    out = []
+    for abbr, forms in ABBREVIATIONS.items():
+        words = "|".join(r"\s+".join(re.escape(w) for w in f.split()) for f in forms)
+        out.append((abbr, re.compile(rf"\b(?:{words})\b", re.IGNORECASE)))
+    return tuple(out)
+
+
+def _stop_stems() -> frozenset[str]:
+    return frozenset(stems(" ".join(_FRAME)))
+
+
+def question_terms(index: Index, question: str, skip: Sequence[tuple[int, int]] = ()) -> list[Term]:
+    """The salient words of ``question``: not framing or stop words, not inside ``skip`` spans
+    (the words that name a report), each with its alternative forms and corpus IDF."""
+    stats = corpus_stats(index)
+    stop = _stop_stems()
+    theme_spans = [(tid, m.span()) for tid, pat in _theme_patterns() for m in pat.finditer(question)]
+    expansion_spans = [(abbr, m.span()) for abbr, pat in _expansions() for m in pat.finditer(question)]
+    named_spans = [m.span() for m in PSEUDONYM.finditer(question)]
+    # "how many", "what percentage": the kind of answer asked for, checked on its own.
+    skip = [*skip, *(m.span() for m in _QUANTITY.finditer(question))]
+    terms: list[Term] = []
+    for m in _TOKEN.finditer(question):
+        a, b = m.span()
+        if any(x <= a < y for x, y in skip):
+            continue
+        word = m.group(0)
+        low = word.lower()
+        stem = stems(low)[0] if stems(low) else low
+        if low in _FRAME or stem in stop:
+            continue
+        alts: list[tuple[str, ...]] = [(stem,)]
+        for form in ABBREVIATIONS.get(low, ()):
+            alts.append(tuple(s for s in stems(form) if s not in stop))
+        alts += [(abbr,) for abbr, (x, y) in expansion_spans if x <= a < y]
+        themes = tuple(dict.fromkeys(tid for tid, (x, y) in theme_spans if x <= a < y))
+        named = (
+            (word[:1].isupper() and a > 0 and not question[:a].rstrip().endswith((".", "?", "!", ":")))
+            or (len(word) >= 2 and word.isupper())
+            or bool(YEAR.fullmatch(word))
+            or any(x <= a < y for x, y in named_spans)
+        )
+        idf = stats.idf(alts)  # by its own forms only: a theme's other synonyms do not make it present
+        terms.append(Term(word, a, tuple(alts), themes, idf, named))
+    return terms
+
+
+def _hit_stems(index: Index, hit: Hit) -> frozenset[str]:
+    meta = index.docs[hit.doc_id].meta
+    label = REVIEW_TYPE_LABELS.get(meta.type, meta.type)
+    return frozenset(stems(f"{meta.title} {meta.short_title} {meta.subject} {meta.year or ''} {label} {hit.text}"))
+
+
+def _covers(term: Term, hit_stems: frozenset[str], hit_themes: Sequence[str]) -> bool:
+    return any(alt and all(s in hit_stems for s in alt) for alt in term.alternatives) or any(
+        t in hit_themes for t in term.themes
+    )
+
+
+def _share(terms: Sequence[Term], flags: Sequence[bool]) -> float:
+    total = sum(t.idf for t in terms)
+    return sum(t.idf for t, f in zip(terms, flags) if f) / total if total > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The features of one question and what they were computed from."""
+
+    terms: tuple[Term, ...]
+    covered_any: tuple[bool, ...]  # per term: held by some passage
+    values: tuple[float, ...]  # in FEATURES order
+
+    def as_pairs(self) -> tuple[tuple[str, float], ...]:
+        return tuple(zip(FEATURES, self.values))
+
+
+def evidence(
+    index: Index,
+    question: str,
+    hits: Sequence[Hit],
+    qvec: np.ndarray | None,
+    sentences: Sequence[str],
+    sims: np.ndarray,
+    rankings: tuple[dict[int, float], dict[int, float]],
+    skip: Sequence[tuple[int, int]] = (),
+) -> Evidence:
+    """The features of :data:`FEATURES` for ``question`` given its ``hits``, the candidate answer
+    sentences and their similarities ``sims``, and the dense and BM25 rankings.
+
+    The question's named words (names, acronyms, years) are its constraints: the content words
+    count as covered only in the passages of reports that mention every named word, since
+    "overseas recruitment" in Liverpool's report does not answer a question about Kent's."""
+    stats = corpus_stats(index)
+    terms = question_terms(index, question, skip)
+    cover = [[_covers(t, _hit_stems(index, h), h.themes) for t in terms] for h in hits]
+    _soft_cover(index, stats, terms, hits, cover)
+    named = [t for t in terms if t.named]
+    meeting = [i for i, h in enumerate(hits) if all(_covers(t, stats.doc_stems[h.doc_id], ()) for t in named)]
+    constraint_unmet = bool(named) and not meeting
+    pool = meeting if meeting else list(range(len(hits)))
+    covered_any = tuple(any(cover[i][j] for i in pool) for j in range(len(terms)))
+    best_cover = max((_share(terms, cover[i]) for i in pool), default=0.0)
+    uncovered_best = 1.0 - best_cover if terms else 0.0
+    uncovered_all = _share(terms, [not c for c in covered_any])
+    missing = _share(terms, [not t.in_corpus for t in terms])
+    max_unc = max((t.idf for t, c in zip(terms, covered_any) if not c), default=0.0)
+
+    best = float(sims.max()) if len(sims) else 0.0
+    base = float((stats.sample @ qvec).mean()) if qvec is not None and len(stats.sample) else 0.0
+    dense, bm25 = rankings
+    top_d = set(sorted(dense, key=dense.get, reverse=True)[:10])
+    top_b = set(sorted(bm25, key=bm25.get, reverse=True)[:10])
+    agreement = len(top_d & top_b) / 10.0 if top_d and top_b else 0.0
+
+    quantity_unmet = False
+    if _QUANTITY.search(question):
+        # A figure or date in one of the best sentences that also holds the question's words.
+        order = np.argsort(-sims)[:5] if len(sims) else []
+        quantity_unmet = not any(
+            _FIGURE.search(sentences[i])
+            and _share(terms, [_covers(t, frozenset(stems(sentences[i])), ()) for t in terms]) >= 0.3
+            for i in order
+        )
+    values = (
+        best,
+        best - base,
+        uncovered_best,
+        uncovered_all,
+        missing,
+        max_unc,
+        agreement,
+        float(constraint_unmet),
+        float(quantity_unmet),
+    )
+    return Evidence(tuple(terms), covered_any, values)
+
+
+def _soft_cover(
+    index: Index, stats: CorpusStats, terms: Sequence[Term], hits: Sequence[Hit], cover: list[list[bool]]
+) -> None:
+    """Mark a word as covered by a passage that holds a near-synonym (``SOFT_COVER``), so a
+    paraphrase ("weakness" for "weak", "extra money" for "additional funding") is not taken for
+    a gap. Only words no passage holds literally are compared."""
+    todo = [j for j, t in enumerate(terms) if not all(row[j] for row in cover) and not t.named]
+    if not todo or not hits:
+        return
+    hit_words = [
+        [w for w in dict.fromkeys(m.group(0).lower() for m in _PASSAGE_WORD.finditer(h.text)) if w not in _FRAME]
+        for h in hits
+    ]
+    vocab = list(dict.fromkeys(w for ws in hit_words for w in ws))
+    if not vocab:
+        return
+    pos = {w: i for i, w in enumerate(vocab)}
+    sims = stats.word_vectors(index, [terms[j].text.lower() for j in todo]) @ stats.word_vectors(index, vocab).T
+    for i, ws in enumerate(hit_words):
+        if not ws:
+            continue
+        best = sims[:, [pos[w] for w in ws]].max(axis=1)
+        for k, j in enumerate(todo):
+            cover[i][j] = cover[i][j] or bool(best[k] >= SOFT_COVER)
+
+
+def _phrases(terms: Sequence[Term], flags: Sequence[bool], question: str) -> tuple[str, ...]:
+    """The flagged terms as phrases: neighbouring flagged words of the question run together."""
+    out: list[str] = []
+    prev_end = -10
+    for t, f in zip(terms, flags):
+        if not f:
+            prev_end = -10
+            continue
+        gap = question[prev_end : t.start] if prev_end >= 0 else ""
+        if out and prev_end >= 0 and re.fullmatch(r"[\s\-/]*", gap):
+            out[-1] = out[-1] + gap + t.text
+        else:
+            out.append(t.text)
+        prev_end = t.start + len(t.text)
+    return tuple(dict.fromkeys(out))
+
+
+def _quoted(items: Sequence[str]) -> str:
+    q = [f"\u2018{x}\u2019" for x in items]
+    return q[0] if len(q) == 1 else ", ".join(q[:-1]) + " or " + q[-1]
+
+
+def decide(ev: Evidence, question: str, threshold: float, model: Model | None = None) -> Decision:
+    """Turn evidence into a decision: declined by name, declined by the model, partial or answered."""
+    model = model or load_model()
+    terms, covered = ev.terms, ev.covered_any
+    feats = ev.as_pairs()
+    best = ev.values[0]
+    names_missing = _phrases(terms, [t.named and not t.in_corpus for t in terms], question)
+    missing = _phrases(terms, [not t.in_corpus for t in terms], question)
+    uncovered = _phrases(terms, [not c for c in covered], question)
+    covered_ph = _phrases(terms, list(covered), question)
+    common = {"missing": missing, "uncovered": uncovered, "covered": covered_ph, "best_similarity": best}
+    if names_missing:
+        reason = f"No indexed report mentions {_quoted(names_missing)}, so the reviews cannot answer this question."
+        return Decision("declined", 0.0, threshold, reason, features=feats, basis="name", **common)
+    p = model.probability(ev.values)
+    if p < threshold:
+        if uncovered:
+            why = f"the passages found do not mention {_quoted(uncovered)}"
+        elif ev.values[8]:
+            why = "the passages found give no figure or date for what it asks"
+        elif ev.values[7]:
+            why = "no report found holds all the names and years it gives"
+        else:
+            why = f"the closest sentences are only loosely related (best similarity {best:.2f})"
+        reason = f"The indexed reviews do not appear to answer this question: {why}."
+        return Decision("declined", p, threshold, reason, features=feats, **common)
+    gaps = [not c and t.idf >= PARTIAL_IDF for t, c in zip(terms, covered)]
+    if any(gaps):
+        gap = _phrases(terms, gaps, question)
+        if covered_ph:
+            topics = _quoted(covered_ph).replace(" or ", " and ")
+            reason = f"The reviews discuss {topics}, but the passages found do not mention {_quoted(gap)}."
+        else:
+            reason = f"The passages found do not mention {_quoted(gap)}; they may answer only part of the question."
+        return Decision("partial", p, threshold, reason, features=feats, **{**common, "uncovered": gap})
+    return Decision("answered", p, threshold, "The passages found cover the question.", features=feats, **common)
