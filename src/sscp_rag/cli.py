@@ -210,7 +210,11 @@ def ask(ctx, question, corpus_dir, index_dir, types, themes, year_from, year_to,
         return
     if a.standalone_query != a.question:
         click.echo(f"(understood as: {a.standalone_query})\n")
+    if a.partial_note:
+        click.echo(f"Partly covered: {a.partial_note}\n")
     click.echo(a.message)
+    if a.why:
+        click.echo(f"Why: {a.why}")
     if a.abstained:
         click.echo("\nPossibly related:")
         for h in a.related:
