@@ -286,19 +286,48 @@ def reports_cmd(ctx, corpus_dir, index_dir, theme, rtype, as_json):
     help="Seconds between two requests to one host [default: 1; robots.txt Crawl-delay raises it].",
 )
 @click.option("--contact", help="URL or e-mail put in the User-Agent so site owners can reach you.")
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="HOST",
+    help="Also follow links and redirects to this host, e.g. a CDN (repeatable) [default: only the start "
+    "pages' hosts, plus SSCP_RAG_FETCH_ALLOW_HOSTS].",
+)
+@click.option(
+    "--max-files",
+    type=click.IntRange(min=1),
+    help="Most PDFs fetched in one run [default: 500, or SSCP_RAG_FETCH_MAX_FILES].",
+)
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Most seconds one request may take in all, however slowly the server sends "
+    "[default: 300, or SSCP_RAG_FETCH_DEADLINE].",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def fetch_cmd(urls, dest, max_mb, delay, contact, quiet, as_json):
+@click.pass_context
+def fetch_cmd(ctx, urls, dest, max_mb, delay, contact, allow_hosts, max_files, deadline, quiet, as_json):
     """Download the published review PDFs into DEST and record where each came from.
 
     Reads each start page, follows its PDF links (and pages that hold the PDF link, one level
-    deep), honours robots.txt, and writes DEST/manifest.json. Unchanged files are skipped. Then
-    run: sscp-rag ingest --corpus DEST. Exits 1 if a start page could not be read.
+    deep), honours robots.txt, and writes DEST/manifest.json. Unchanged files are skipped. Only
+    the start pages' hosts (and --allow-host ones) are contacted. Then run: sscp-rag ingest
+    --corpus DEST. Exits 1 if a start page could not be read.
     """
     from sscp_rag.fetch import FetchOptions, fetch, summary_lines
 
+    s = _settings(ctx, fetch_max_files=max_files, fetch_deadline=deadline)
+    hosts = (*(h for h in s.fetch_allow_hosts.split(",") if h.strip()), *allow_hosts)
     given = {"max_bytes": int(max_mb * 1024 * 1024) if max_mb else None, "delay": delay, "contact": contact}
-    options = FetchOptions(progress=not (quiet or as_json), **{k: v for k, v in given.items() if v is not None})
+    options = FetchOptions(
+        progress=not (quiet or as_json),
+        max_files=s.fetch_max_files,
+        deadline=s.fetch_deadline,
+        allow_hosts=hosts,
+        **{k: v for k, v in given.items() if v is not None},
+    )
     try:
         summary = fetch(urls or None, dest, options)
     except KeyboardInterrupt:

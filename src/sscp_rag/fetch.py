@@ -6,21 +6,28 @@ pages it links to (one level deep), downloads each PDF into ``dest`` and records
 ``dest/manifest.json`` in the corpus manifest format of :mod:`sscp_rag.corpus`, plus provenance
 (``source_url``, ``linked_from``, ``sha256``, ``fetched_at``, ``etag``, ``last_modified``).
 
-Safety and politeness:
+A PDF link is a link whose path ends ``.pdf``, or a same-site link that looks like a document (its
+text or path says report, review, briefing, download, summary, ...) and answers with a PDF
+(``%PDF-`` in its first bytes): a download path or a redirect to the file.
 
+Safety and politeness (the HTTP side lives in :mod:`sscp_rag.http`):
+
+- only the start pages' hosts and the hosts the user allows are contacted; connections to loopback,
+  private and link-local addresses are refused unless a start page is on one;
 - robots.txt is read per host and honoured (RFC 9309: 4xx = allow all, 401/403 and 5xx =
   disallow all); its ``Crawl-delay`` raises the per-host delay between requests;
-- timeouts, retries with exponential backoff (connection errors, 429, 5xx), redirects followed
-  by hand (at most 5 hops, each checked against robots.txt, http(s) only);
-- a per-file size cap enforced while streaming, and a ``%PDF-`` check of the body itself;
-- file names are one sanitised path segment inside ``dest``; a name that smuggles a path
-  (``..%2F..%2Fevil.pdf``) is refused, and a name already used by a different document gets a
-  short hash suffix instead of replacing it;
+- timeouts, a total deadline per request, retries with exponential backoff (connection errors,
+  429, 5xx), redirects followed by hand (at most 5 hops, each checked, http(s) only);
+- size caps on decoded bytes (identity or gzip only), a ``%PDF-`` check of the body itself and a
+  cap on the PDFs fetched in one run; failure reasons never quote a response body;
+- file names are one sanitised path segment inside ``dest`` (``..%2F..%2Fx.pdf`` is saved as
+  ``x.pdf``), and a name already used by a different document gets a short hash suffix instead of
+  replacing it;
 - downloads go to a hidden temporary file in ``dest``, are fsynced and then renamed over the
   target, so an interrupted run never leaves a half-written PDF; the manifest is written the
   same way;
-- a second run asks with ``If-None-Match`` / ``If-Modified-Since`` and compares sha256, so
-  unchanged files are neither rewritten nor counted as new.
+- a second run revalidates every file it has with ``If-None-Match`` / ``If-Modified-Since`` and
+  compares sha256, so unchanged files are neither rewritten nor counted as new.
 
 If no start page can be fetched (no network), :class:`~sscp_rag.errors.FetchError` is raised
 before anything in ``dest`` is touched.
@@ -31,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -38,13 +46,14 @@ import re
 import tempfile
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.message import Message
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
-from urllib.robotparser import RobotFileParser
 
 import httpx
 from bs4 import BeautifulSoup
@@ -53,6 +62,21 @@ from tqdm import tqdm
 from sscp_rag import __version__
 from sscp_rag.corpus import CORPUS_LOCK, folder_lock, sha256_file
 from sscp_rag.errors import ConfigError, FetchError
+from sscp_rag.http import (
+    HTML_TYPES,
+    ROBOTS_AGENT,
+    AddressPolicy,
+    Disallowed,
+    Http,
+    Refused,
+    Unreachable,
+    content_type,
+    hostname,
+    make_client,
+    normalise_host,
+    status_reason,
+)
+from sscp_rag.settings import Settings
 from sscp_rag.themes import tag_text
 
 DEFAULT_START_URL = "https://www.surreyscp.org.uk/case-reviews/learning-from-local-reviews/"
@@ -61,25 +85,34 @@ DEFAULT_START_URL = "https://www.surreyscp.org.uk/case-reviews/learning-from-loc
 DEFAULT_BRIEFINGS_URL = "https://www.surreyscp.org.uk/resources/7-minute-briefings/"
 DEFAULT_DEST = Path("corpus/sscp")
 MANIFEST_NAME = "manifest.json"
-ROBOTS_AGENT = "sscp-rag"
 
 # pypdf logs recoverable oddities of real PDFs as warnings; they are not the user's concern.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 _BRIEFINGS_LINK_RE = re.compile(r"\b(?:7|seven)[\s-]*minute[\s-]*briefing", re.IGNORECASE)
-_REDIRECTS = {301, 302, 303, 307, 308}
-_RETRY_STATUSES = {429, 500, 502, 503, 504}
-_MAX_HOPS = 5
 _PDF_MAGIC = b"%PDF-"
 _MAGIC_WINDOW = 1024  # the PDF header may follow a little junk, as readers allow
 _TMP_PREFIX = ".fetch-"
 _TMP_SUFFIX = ".part"
-_HTML_TYPES = ("text/html", "application/xhtml+xml")
 _PAGE_EXTS = ("", ".html", ".htm", ".php", ".asp", ".aspx", ".jsp")
+# Links to these are never probed for a PDF.
+_OTHER_EXTS = frozenset(
+    ".doc .docx .odt .rtf .txt .xls .xlsx .ods .csv .ppt .pptx .odp .jpg .jpeg .png .gif .svg .webp "
+    ".mp3 .mp4 .mov .zip .css .js .xml".split()
+)
+# A same-site link whose text or path says this may lead to a document without ending ".pdf".
+_DOCUMENT_LINK_RE = re.compile(
+    r"(?<![a-z])(?:report|review|briefing|download|summary|scr|lcspr|cspr|dhr|sudi|document|publication"
+    r"|attachment|infographic|pdf|file)s?(?![a-z])",
+    re.IGNORECASE,
+)
 _GENERIC_TEXT_RE = re.compile(
     r"^(?:download|click here|here|pdf|read more|more|view|open|link|document|full report)\b.{0,20}$",
     re.IGNORECASE,
 )
+
+
+_SETTINGS = Settings()  # the defaults of the settings the CLI passes on (fetch_max_files, ...)
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -94,9 +127,20 @@ class FetchOptions:
     max_page_bytes: int = _opt(5 * 1024 * 1024, "Largest HTML page read, in bytes.")
     delay: float = _opt(1.0, "Least seconds between two requests to one host (robots.txt Crawl-delay raises it).")
     timeout: float = _opt(30.0, "Seconds to wait to connect and between bytes of a response.")
+    deadline: float = _opt(
+        _SETTINGS.fetch_deadline,
+        "Most seconds one request may take in all (connecting, headers and the whole body), however "
+        "steadily the server drips bytes; each redirect hop and retry is a request of its own.",
+    )
     retries: int = _opt(2, "Extra attempts after a connection error, timeout, 429 or 5xx.")
     backoff: float = _opt(1.0, "Seconds before the first retry; doubles for each further retry.")
     max_pages: int = _opt(60, "Most linked HTML pages followed (one level deep) in one run.")
+    max_files: int = _opt(
+        _SETTINGS.fetch_max_files, "Most PDFs fetched in one run; further PDF links are counted in the summary."
+    )
+    allow_hosts: tuple[str, ...] = _opt(
+        (), "Hosts besides the start pages' own whose links and redirects are followed (e.g. a CDN)."
+    )
     contact: str = _opt("", "URL or e-mail put in the User-Agent so site owners can reach you.")
     progress: bool = _opt(True, "Show a progress bar while downloading.")
 
@@ -105,10 +149,15 @@ class FetchOptions:
         return f"{ROBOTS_AGENT}/{__version__} (+{self.contact or 'safeguarding review archive'})"
 
     def __post_init__(self) -> None:
-        if self.max_bytes < 1 or self.max_page_bytes < 1:
-            raise ConfigError("the size caps must be positive")
-        if self.delay < 0 or self.timeout <= 0 or self.retries < 0 or self.backoff < 0:
-            raise ConfigError("delay, retries and backoff must be >= 0 and the timeout > 0")
+        if self.max_bytes < 1 or self.max_page_bytes < 1 or self.max_files < 1:
+            raise ConfigError("the size caps and max_files must be positive")
+        if self.delay < 0 or self.timeout <= 0 or self.deadline <= 0 or self.retries < 0 or self.backoff < 0:
+            raise ConfigError("delay, retries and backoff must be >= 0, the timeout and deadline > 0")
+        hosts = (self.allow_hosts,) if isinstance(self.allow_hosts, str) else self.allow_hosts
+        try:
+            object.__setattr__(self, "allow_hosts", tuple(dict.fromkeys(normalise_host(h) for h in hosts)))
+        except ValueError as exc:
+            raise ConfigError(f"allowed hosts: {exc}") from None
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, Any]]:
@@ -152,6 +201,8 @@ class FetchSummary:
     robots_skipped: list[str] = field(default_factory=list)
     duplicates: int = 0  # repeated links to a document already found
     pages_not_followed: int = 0  # linked pages beyond FetchOptions.max_pages
+    max_files: int = 0  # the cap on PDFs a run (FetchOptions.max_files)
+    files_not_fetched: int = 0  # PDF links beyond that cap
     seconds: float = 0.0
 
     @property
@@ -181,6 +232,7 @@ class FetchSummary:
             "robots_skipped": self.robots_skipped,
             "duplicates": self.duplicates,
             "pages_not_followed": self.pages_not_followed,
+            "files_not_fetched": self.files_not_fetched,
             "seconds": round(self.seconds, 3),
             "ok": self.ok,
         }
@@ -349,24 +401,50 @@ def _looks_like_page(url: str) -> bool:
     return Path(urlsplit(url).path).suffix.lower() in _PAGE_EXTS
 
 
+def looks_like_document(link: Link) -> bool:
+    """Whether a link that does not end ``.pdf`` may still lead to one: its text or path names a
+    document ("Download", "Child E review", ``/download/123``) and it is not an office file,
+    image or the like."""
+    path = unquote(urlsplit(link.url).path)
+    if Path(path).suffix.lower() in _OTHER_EXTS:
+        return False
+    return bool(_DOCUMENT_LINK_RE.search(link.text) or _DOCUMENT_LINK_RE.search(path))
+
+
 class UnsafeNameError(ValueError):
-    """A URL's file name tries to leave the destination folder."""
+    """A file name would leave the destination folder or is already taken."""
 
 
-def safe_file_name(url: str) -> str:
-    """One safe path segment for the document at ``url``: its percent-decoded last path segment,
-    reduced to ``[a-z0-9._-]``, ending ``.pdf``. Raises :class:`UnsafeNameError` when the decoded
-    name holds a path (``/``, ``\\``, ``..``) or a NUL byte."""
-    raw = urlsplit(url).path.rsplit("/", 1)[-1]
-    decoded = unquote(raw)
-    if any(sep in decoded for sep in ("/", "\\", "\x00")) or decoded in (".", ".."):
-        raise UnsafeNameError(f"unsafe file name {decoded!r} (path traversal); refused")
-    name = unicodedata.normalize("NFKD", decoded).encode("ascii", "ignore").decode("ascii").lower()
+def safe_name(raw: str) -> str:
+    """One safe path segment for a document called ``raw`` (a URL's decoded last segment or a
+    Content-Disposition file name): only what follows its last ``/`` or ``\\`` (so
+    ``../../x.pdf`` is ``x.pdf``), reduced to ``[a-z0-9._-]``, ending ``.pdf``."""
+    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii").lower()
     name = re.sub(r"[^a-z0-9._-]+", "-", name)
     name = re.sub(r"-{2,}", "-", name).strip(".-_ ")
     stem = name[:-4] if name.endswith(".pdf") else name
     stem = stem.strip(".-_")[:100] or "document"
     return f"{stem}.pdf"
+
+
+def safe_file_name(url: str) -> str:
+    """The safe name (:func:`safe_name`) of the percent-decoded last path segment of ``url``: a
+    segment that smuggles a path (``..%2F..%2Fevil.pdf``) keeps only its last part (``evil.pdf``)."""
+    return safe_name(unquote(urlsplit(url).path.rsplit("/", 1)[-1]))
+
+
+def disposition_file_name(header: str | None) -> str | None:
+    """The file name a Content-Disposition header gives (``filename*`` or ``filename``), unsanitised."""
+    if not header:
+        return None
+    msg = Message()
+    msg["Content-Disposition"] = header
+    try:
+        name = msg.get_filename()
+    except (ValueError, LookupError, TypeError):
+        return None
+    return (name.strip() or None) if isinstance(name, str) else None
 
 
 def _suffixed(name: str, key: str) -> str:
@@ -378,172 +456,6 @@ def _inside(dest: Path, name: str) -> Path:
     if target.parent != dest.resolve():
         raise UnsafeNameError(f"file name {name!r} resolves outside the destination; refused")
     return target
-
-
-# --------------------------------------------------------------------------------------------
-# HTTP
-
-
-class _Unreachable(Exception):
-    """The host could not be reached (after retries)."""
-
-
-class _Disallowed(Exception):
-    """robots.txt forbids the URL."""
-
-
-class _Refused(Exception):
-    """A response that is not usable, with a one-line reason."""
-
-
-def _host(url: str) -> str:
-    return urlsplit(url).netloc
-
-
-def _transport_reason(url: str, exc: httpx.TransportError) -> str:
-    host = _host(url)
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-        return f"cannot reach {host}: {_exc_reason(exc)} (no network?)"
-    if isinstance(exc, httpx.TimeoutException):
-        return f"no answer from {host}: {_exc_reason(exc)}"
-    return f"connection to {host} failed: {_exc_reason(exc)}"
-
-
-def _exc_reason(exc: BaseException) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return f"timed out ({type(exc).__name__})"
-    return str(exc).strip() or type(exc).__name__
-
-
-class _Http:
-    """httpx with robots.txt, per-host rate limit, retries with backoff and manual redirects."""
-
-    def __init__(self, client: httpx.Client, options: FetchOptions, sleep: Callable[[float], None]):
-        self.client = client
-        self.options = options
-        self.sleep = sleep
-        self.robots: dict[str, RobotFileParser] = {}
-        self.last: dict[str, float] = {}
-        self.headers = {"User-Agent": options.user_agent}
-        self.timeout = httpx.Timeout(options.timeout)
-
-    # -- politeness --------------------------------------------------------------------------
-
-    def _wait(self, url: str) -> None:
-        host = _host(url)
-        delay = self.options.delay
-        rp = self.robots.get(host)
-        if rp is not None:
-            crawl_delay = rp.crawl_delay(ROBOTS_AGENT)
-            if crawl_delay:
-                delay = max(delay, min(float(crawl_delay), 60.0))
-        last = self.last.get(host)
-        if last is not None:
-            remaining = delay - (time.monotonic() - last)
-            if remaining > 0:
-                self.sleep(remaining)
-        self.last[host] = time.monotonic()
-
-    def allowed(self, url: str) -> bool:
-        """Whether robots.txt of the URL's host lets this tool fetch it (read once per host)."""
-        host = _host(url)
-        if host not in self.robots:
-            parts = urlsplit(url)
-            robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
-            rp = RobotFileParser(robots_url)
-            with self._send(robots_url, {}, follow=True) as resp:
-                if resp.status_code == 200:
-                    body = self._read_capped(resp, 512 * 1024, "robots.txt")
-                    rp.parse(body.decode("utf-8", "replace").splitlines())
-                elif resp.status_code in (401, 403) or resp.status_code >= 500:
-                    rp.disallow_all = True
-                else:  # 404 and other 4xx: no rules
-                    rp.allow_all = True
-            self.robots[host] = rp
-        return self.robots[host].can_fetch(ROBOTS_AGENT, url)
-
-    # -- requests ----------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _send(self, url: str, headers: dict[str, str], follow: bool = False) -> Iterator[httpx.Response]:
-        """One GET (streamed) with retries; redirects followed only when ``follow`` (robots.txt)."""
-        attempts = self.options.retries + 1
-        for attempt in range(attempts):
-            self._wait(url)
-            last_try = attempt == attempts - 1
-            try:
-                req = self.client.build_request("GET", url, headers={**self.headers, **headers}, timeout=self.timeout)
-                resp = self.client.send(req, stream=True, follow_redirects=follow)
-            except httpx.InvalidURL as exc:
-                raise _Refused(f"invalid URL ({exc})") from exc
-            except httpx.TransportError as exc:  # connect errors, timeouts, protocol errors
-                if last_try:
-                    raise _Unreachable(_transport_reason(url, exc)) from exc
-                self.sleep(self.options.backoff * 2**attempt)
-                continue
-            if resp.status_code in _RETRY_STATUSES and not last_try:
-                wait = self.options.backoff * 2**attempt
-                retry_after = resp.headers.get("Retry-After", "")
-                if retry_after.isdigit():
-                    wait = max(wait, min(float(retry_after), 60.0))
-                resp.close()
-                self.sleep(wait)
-                continue
-            try:
-                yield resp
-            finally:
-                resp.close()
-            return
-
-    @contextlib.contextmanager
-    def get(self, url: str, headers: dict[str, str] | None = None) -> Iterator[httpx.Response]:
-        """GET following at most 5 redirects, checking robots.txt before every hop."""
-        for _ in range(_MAX_HOPS + 1):
-            if urlsplit(url).scheme not in ("http", "https"):
-                raise _Refused(f"redirect to a non-http(s) URL {url!r}; refused")
-            if not self.allowed(url):
-                raise _Disallowed(url)
-            with self._send(url, headers or {}) as resp:
-                location = resp.headers.get("Location")
-                if resp.status_code in _REDIRECTS and location:
-                    url = urldefrag(urljoin(url, location)).url
-                    continue
-                yield resp
-                return
-        raise _Refused(f"more than {_MAX_HOPS} redirects")
-
-    def _read_capped(self, resp: httpx.Response, cap: int, what: str) -> bytes:
-        declared = resp.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > cap:
-            raise _Refused(f"{what} is too large ({_mb(int(declared))} > cap {_mb(cap)})")
-        buf = bytearray()
-        for block in _blocks(resp):
-            buf += block
-            if len(buf) > cap:
-                raise _Refused(f"{what} is larger than the cap of {_mb(cap)}; download stopped")
-        return bytes(buf)
-
-    def page(self, url: str) -> tuple[str, bytes]:
-        """(final URL, body) of an HTML page; raises _Refused with a reason otherwise."""
-        with self.get(url) as resp:
-            if resp.status_code != 200:
-                raise _Refused(f"HTTP {resp.status_code} {resp.reason_phrase}".strip())
-            ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
-            if ctype and ctype not in _HTML_TYPES:
-                raise _Refused(f"not an HTML page (Content-Type {ctype})")
-            return str(resp.url), self._read_capped(resp, self.options.max_page_bytes, "the page")
-
-
-def _blocks(resp: httpx.Response) -> Iterator[bytes]:
-    """The body in blocks; a connection lost mid-body becomes a _Refused reason."""
-    try:
-        yield from resp.iter_bytes()
-    except httpx.TransportError as exc:
-        raise _Refused(f"connection lost while reading the body: {_exc_reason(exc)}") from exc
-
-
-def _mb(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KB"
 
 
 # --------------------------------------------------------------------------------------------
@@ -602,6 +514,7 @@ class _Candidate:
     url: str
     title: str
     linked_from: str
+    name_hint: str | None = None  # for a link not ending .pdf: the server's file name, or the title
 
 
 def _title_for(link: Link, fallback: str) -> str:
@@ -613,33 +526,80 @@ def _title_for(link: Link, fallback: str) -> str:
     return text
 
 
+@dataclass
+class _Opened:
+    """What a same-site link that does not end ``.pdf`` turned out to be."""
+
+    url: str  # after redirects
+    pdf_name: str | None = None  # set when it is a PDF: the name to save it under (unsanitised)
+    page: bytes | None = None  # the HTML, when it is a page and was read
+
+
+def _open_link(http: Http, url: str, title: str, options: FetchOptions, read_page: bool) -> _Opened:
+    """GET a link that may be a page or a PDF. A PDF is recognised by ``%PDF-`` in its first bytes
+    (only those are read); an HTML page is read whole when ``read_page``, else only asked for its
+    first bytes (a ranged GET). Raises Refused, Disallowed or Unreachable."""
+    headers = {} if read_page else {"Range": f"bytes=0-{_MAGIC_WINDOW - 1}"}
+    with http.get(url, headers) as resp:
+        if resp.status_code not in (200, 206):
+            raise Refused(status_reason(resp))
+        final, ctype = str(resp.url), content_type(resp)
+        if ctype in HTML_TYPES:
+            if not read_page or resp.status_code != 200:
+                return _Opened(final)
+            return _Opened(final, page=b"".join(http.blocks(resp, options.max_page_bytes, "the page")))
+        if _PDF_MAGIC in http.head(resp, _MAGIC_WINDOW):
+            given = disposition_file_name(resp.headers.get("Content-Disposition"))
+            last = unquote(urlsplit(final).path.rsplit("/", 1)[-1])
+            return _Opened(final, pdf_name=given or (last if last.lower().endswith(".pdf") else title))
+        if not ctype:
+            return _Opened(final)  # perhaps a page without a Content-Type: read it again as one
+        raise Refused(f"neither an HTML page nor a PDF (Content-Type {ctype})")
+
+
 def _crawl(
-    http: _Http, start_urls: list[str], discover_briefings: bool, summary: FetchSummary, options: FetchOptions
+    http: Http,
+    start_urls: list[str],
+    discover_briefings: bool,
+    summary: FetchSummary,
+    options: FetchOptions,
+    known: Collection[str] = (),
 ) -> list[_Candidate]:
-    """Read the start pages and the pages they link to; return the PDF links found, deduplicated."""
+    """Read the start pages and the pages they link to; return the PDF links found, deduplicated.
+
+    ``known`` are source URLs of files already in dest: they are PDFs without asking again (their
+    download is a conditional request)."""
     found: dict[str, _Candidate] = {}
+    over_cap: set[str] = set()
     seen_pages: set[str] = set()
     hubs: list[tuple[str, bool]] = [(u, True) for u in start_urls]  # (url, is a configured start page)
-    deep: list[tuple[str, str, str]] = []  # (url, link text, linked from)
-    followed = 0
+    deep: list[tuple[Link, str]] = []  # (link, page it is on)
+    followed = 0  # linked pages read, or links probed that were not PDFs
 
-    def add_pdf(link: Link, title: str, page: str) -> None:
-        if link.url in found:
+    def full() -> bool:
+        return len(found) >= options.max_files
+
+    def add_pdf(url: str, title: str, page: str, name_hint: str | None = None) -> None:
+        if url in found:
             summary.duplicates += 1
-            return
-        found[link.url] = _Candidate(link.url, title, page)
+        elif full():
+            if url not in over_cap:
+                over_cap.add(url)
+                summary.files_not_fetched += 1
+        else:
+            found[url] = _Candidate(url, title, page, name_hint)
 
     def read(url: str, is_start: bool = False, title: str = "") -> tuple[str, bytes] | None:
         """The page, or None after recording why not (a start page's failure is fatal to the
         run when every start page fails; other pages are listed)."""
         failures = summary.start_failures if is_start else summary.page_failures
         try:
-            return http.page(url)
-        except _Disallowed:
+            return http.page(url, options.max_page_bytes)
+        except Disallowed:
             summary.robots_skipped.append(url)
             if is_start:
                 failures.append(Failure(url, title, "disallowed by robots.txt"))
-        except (_Refused, _Unreachable) as exc:
+        except (Refused, Unreachable) as exc:
             failures.append(Failure(url, title, str(exc)))
         return None
 
@@ -674,33 +634,70 @@ def _crawl(
         hub_urls = {u for u, _ in hubs}
         for link in content:
             if looks_like_pdf(link.url):
-                add_pdf(link, _title_for(link, ""), final)
-            elif _host(link.url) == _host(final) and _looks_like_page(link.url) and link.url not in hub_urls:
-                deep.append((link.url, link.text, final))
+                add_pdf(link.url, _title_for(link, ""), final)
+            elif (
+                _host(link.url) == _host(final)
+                and (_looks_like_page(link.url) or looks_like_document(link))
+                and link.url not in hub_urls
+            ):
+                deep.append((link, final))
         if discover_briefings and not briefings_found and i == len(hubs):
             # The start page no longer links to a "7 Minute Briefings" page: try the known one.
             briefings_found = True
             hubs.append((DEFAULT_BRIEFINGS_URL, False))
 
     hub_urls = {u for u, _ in hubs}
-    for url, text, _parent in deep:
-        if url in seen_pages or url in hub_urls:
+    for link, parent in deep:
+        url = link.url
+        if url in found or url in known:  # a PDF found before (this run or an earlier one)
+            add_pdf(url, _title_for(link, ""), parent)
+            continue
+        if url in seen_pages or url in hub_urls or full():
             continue
         if followed >= options.max_pages:
             summary.pages_not_followed += 1
             continue
         seen_pages.add(url)
-        followed += 1
-        got = read(url, title=text)
-        if got is None:
+        try:
+            opened = _open_link(http, url, _title_for(link, ""), options, read_page=True)
+        except Disallowed:
+            summary.robots_skipped.append(url)
             continue
-        final, body = got
+        except (Refused, Unreachable) as exc:
+            summary.page_failures.append(Failure(url, link.text, str(exc)))
+            continue
+        if opened.pdf_name is not None:
+            add_pdf(url, _title_for(link, ""), parent, opened.pdf_name)
+            continue
+        followed += 1
+        page = (opened.url, opened.page) if opened.page is not None else read(url, title=link.text)
+        if page is None:
+            continue
+        final, body = page
         summary.pages_read.append(url)
         content, _ = extract_links(body, final)
-        for link in content:
-            if looks_like_pdf(link.url):
-                add_pdf(link, _title_for(link, text), final)
+        for sub in content:
+            title = _title_for(sub, link.text)
+            if looks_like_pdf(sub.url) or sub.url in found or sub.url in known:
+                add_pdf(sub.url, title, final)
+            elif _host(sub.url) == _host(final) and looks_like_document(sub) and sub.url not in seen_pages:
+                # One level deep: a document-like link here is only asked whether it is a PDF.
+                if full() or followed >= options.max_pages:
+                    continue
+                seen_pages.add(sub.url)
+                try:
+                    opened = _open_link(http, sub.url, title, options, read_page=False)
+                except (Disallowed, Refused, Unreachable):
+                    opened = None
+                if opened is not None and opened.pdf_name is not None:
+                    add_pdf(sub.url, title, final, opened.pdf_name)
+                else:
+                    followed += 1
     return list(found.values())
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc
 
 
 class _Names:
@@ -711,12 +708,13 @@ class _Names:
         self.by_url = {str(e["source_url"]): f for f, e in entries.items() if e.get("source_url")}
         self.claimed = set(entries)  # names the manifest describes or this run has used
 
-    def plan(self, url: str) -> str:
-        """The file name for ``url``: the one it had before, else its safe name, with a hash
-        suffix when a different document already has that name. Raises UnsafeNameError."""
+    def plan(self, url: str, hint: str | None = None) -> str:
+        """The file name for ``url``: the one it had before, else the safe name of ``hint`` (what
+        the server called it) or of the URL, with a hash suffix when a different document already
+        has that name. Raises UnsafeNameError."""
         if url in self.by_url:
             return self.by_url[url]
-        name = safe_file_name(url)
+        name = safe_name(hint) if hint else safe_file_name(url)
         if name in self.claimed:
             name = _suffixed(name, url)
         if name in self.claimed:
@@ -744,18 +742,31 @@ class _NameTaken(Exception):
     """dest already holds a different file, not in the manifest, under the planned name."""
 
 
+def _conditional_headers(prev: dict[str, Any]) -> dict[str, str]:
+    """If-None-Match from the recorded ETag; If-Modified-Since from the recorded Last-Modified,
+    else from when the file was fetched (a server without modification dates ignores it)."""
+    headers: dict[str, str] = {}
+    if prev.get("etag"):
+        headers["If-None-Match"] = str(prev["etag"])
+    if prev.get("last_modified"):
+        headers["If-Modified-Since"] = str(prev["last_modified"])
+    elif prev.get("fetched_at"):
+        with contextlib.suppress(ValueError):
+            when = datetime.fromisoformat(str(prev["fetched_at"]).replace("Z", "+00:00"))
+            if when.tzinfo is not None:
+                headers["If-Modified-Since"] = format_datetime(when.astimezone(UTC), usegmt=True)
+    return headers
+
+
 def _download(
-    http: _Http, cand: _Candidate, dest: Path, name: str, prev: dict[str, Any] | None, options: FetchOptions
+    http: Http, cand: _Candidate, dest: Path, name: str, prev: dict[str, Any] | None, options: FetchOptions
 ) -> _Result:
-    """Download one PDF to dest/name atomically. Raises _Refused, _Disallowed, _Unreachable, or
+    """Download one PDF to dest/name atomically. Raises Refused, Disallowed, Unreachable, or
     _NameTaken when an unlisted file with different bytes already has the name."""
     target = _inside(dest, name)
     headers: dict[str, str] = {}
     if prev and target.exists() and prev.get("sha256") and sha256_file(target) == prev["sha256"]:
-        if prev.get("etag"):
-            headers["If-None-Match"] = str(prev["etag"])
-        if prev.get("last_modified"):
-            headers["If-Modified-Since"] = str(prev["last_modified"])
+        headers = _conditional_headers(prev)  # the file we have is the one recorded: revalidate it
     with http.get(cand.url, headers) as resp:
         etag = resp.headers.get("ETag")
         last_modified = resp.headers.get("Last-Modified")
@@ -770,10 +781,9 @@ def _download(
                 False,
             )
         if resp.status_code != 200:
-            raise _Refused(f"HTTP {resp.status_code} {resp.reason_phrase}".strip())
-        declared = resp.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > options.max_bytes:
-            raise _Refused(f"too large ({_mb(int(declared))} > cap {_mb(options.max_bytes)})")
+            raise Refused(status_reason(resp))
+        blocks = http.blocks(resp, options.max_bytes)  # checks a declared length before any write
+        first = next(blocks, b"")
         dest.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
         tmp = Path(tmp_name)
@@ -781,21 +791,19 @@ def _download(
             h = hashlib.sha256()
             size = 0
             head = b""
-            with os.fdopen(fd, "wb") as fh:
-                for block in _blocks(resp):
+            with os.fdopen(fd, "wb") as fh, contextlib.closing(blocks):
+                for block in itertools.chain([first], blocks):
                     size += len(block)
-                    if size > options.max_bytes:
-                        raise _Refused(f"larger than the cap of {_mb(options.max_bytes)}; download stopped")
                     if len(head) < _MAGIC_WINDOW:
                         head += block[: _MAGIC_WINDOW - len(head)]
                         if len(head) >= _MAGIC_WINDOW and _PDF_MAGIC not in head:
-                            raise _Refused(_not_pdf_reason(head, resp))
+                            raise Refused(_not_pdf_reason(resp))
                     h.update(block)
                     fh.write(block)
                 fh.flush()
                 os.fsync(fh.fileno())
             if _PDF_MAGIC not in head:
-                raise _Refused(_not_pdf_reason(head, resp))
+                raise Refused(_not_pdf_reason(resp))
             digest = h.hexdigest()
             existed = target.exists()
             if existed:
@@ -814,10 +822,9 @@ def _download(
     return _Result("updated" if existed else "new", name, digest, etag, last_modified, size, True)
 
 
-def _not_pdf_reason(head: bytes, resp: httpx.Response) -> str:
-    ctype = resp.headers.get("Content-Type", "?").split(";")[0].strip()
-    start = head[:16].decode("latin-1").strip().replace("\n", " ")
-    return f"not a PDF (body starts {start!r}, Content-Type {ctype})"
+def _not_pdf_reason(resp: httpx.Response) -> str:
+    """Why a body is not a PDF, without quoting it (it may be anything, a secret included)."""
+    return f"not a PDF (no %PDF- header in its first bytes; Content-Type {content_type(resp) or '?'})"
 
 
 def _entry(cand: _Candidate, res: _Result, prev: dict[str, Any] | None, path: Path) -> dict[str, Any]:
@@ -894,15 +901,21 @@ def fetch(
             raise FetchError(f"not an http(s) URL: {u!r}")
     if dest.exists() and not dest.is_dir():
         raise FetchError(f"{dest} exists and is not a folder")
-    read_manifest(dest)  # an invalid manifest stops the run before any request
-    summary = FetchSummary(dest=str(dest), manifest=str(dest / MANIFEST_NAME), start_pages=start_urls)
+    previous = read_manifest(dest)  # an invalid manifest stops the run before any request
+    known = {str(e["source_url"]) for e in previous if e.get("source_url") and (dest / str(e["file"])).is_file()}
+    summary = FetchSummary(
+        dest=str(dest), manifest=str(dest / MANIFEST_NAME), start_pages=start_urls, max_files=options.max_files
+    )
 
     own_client = client is None
     if client is None:
-        client = httpx.Client(timeout=httpx.Timeout(options.timeout), follow_redirects=False)
+        # Every connection is checked: no loopback, private or link-local address unless a start
+        # page is on it (a client passed in, as tests do, brings its own transport).
+        client = make_client(AddressPolicy.for_start_pages(start_urls), options.timeout)
     try:
-        http = _Http(client, options, sleep)
-        candidates = _crawl(http, start_urls, not given, summary, options)
+        hosts = {hostname(u) for u in start_urls} | set(options.allow_hosts)
+        http = Http(client, options, hosts, sleep)
+        candidates = _crawl(http, start_urls, not given, summary, options, known)
         if len(summary.start_failures) == len(start_urls):
             reasons = [
                 f.reason if f.reason.startswith("cannot reach") else f"cannot read {f.url}: {f.reason}"
@@ -922,7 +935,7 @@ def fetch(
 
 
 def _download_all(
-    http: _Http,
+    http: Http,
     candidates: list[_Candidate],
     dest: Path,
     entries: dict[str, dict[str, Any]],
@@ -935,7 +948,7 @@ def _download_all(
         for cand in tqdm(candidates, desc="fetch", unit="file", disable=not options.progress):
             name = ""
             try:
-                name = names.plan(cand.url)
+                name = names.plan(cand.url, cand.name_hint)
                 prev = entries.get(name)
                 try:
                     res = _download(http, cand, dest, name, prev, options)
@@ -948,10 +961,10 @@ def _download_all(
             except UnsafeNameError as exc:
                 summary.failed.append(Failure(cand.url, cand.title, str(exc)))
                 continue
-            except _Disallowed:
+            except Disallowed:
                 summary.robots_skipped.append(cand.url)
                 continue
-            except (_Refused, _Unreachable) as exc:
+            except (Refused, Unreachable) as exc:
                 summary.failed.append(Failure(cand.url, cand.title, str(exc)))
                 continue
             except _NameTaken:
@@ -1002,6 +1015,11 @@ def summary_lines(summary: FetchSummary) -> list[str]:
         lines.append(f"  page failed: {f.url}: {f.reason}")
     if summary.pages_not_followed:
         lines.append(f"  {summary.pages_not_followed} linked page(s) not followed (page limit)")
+    if summary.files_not_fetched:
+        lines.append(
+            f"  cap of {summary.max_files} PDFs a run reached: {summary.files_not_fetched} more PDF link(s) "
+            "not fetched (raise it with --max-files)"
+        )
     if summary.new or summary.updated:
         lines.append(f"Next: sscp-rag ingest --corpus {summary.dest}")
     return lines

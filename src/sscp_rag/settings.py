@@ -111,6 +111,22 @@ class Settings:
     llm_api_key: str = _f("", "Bearer token for the LLM endpoint, if it needs one.")
     llm_timeout: float = _f(30.0, "Seconds to wait for the LLM endpoint.")
 
+    # --- fetch -----------------------------------------------------------------------------
+    fetch_allow_hosts: str = _f(
+        "",
+        "Hosts besides the start pages' own that `sscp-rag fetch` may follow links and redirects to, "
+        "comma-separated (e.g. a CDN the partnership's PDFs live on); --allow-host adds more. Loopback, "
+        "private and link-local addresses stay refused unless a start page is on one (docs/fetch.md).",
+    )
+    fetch_max_files: int = _f(
+        500, "Most PDFs `sscp-rag fetch` downloads or revalidates in one run; the summary says when it is reached."
+    )
+    fetch_deadline: float = _f(
+        300.0,
+        "Most seconds one request of `sscp-rag fetch` may take in all (connecting, headers and the whole "
+        "body), however slowly the server sends; the per-read timeout alone does not stop a drip.",
+    )
+
     # --- app -------------------------------------------------------------------------------
     answerability: str = _f(
         "model",
@@ -170,6 +186,8 @@ class Settings:
             raise ConfigError("settings top_k and candidates must be at least 1")
         if self.read_workers < 0:
             raise ConfigError("setting read_workers must be 0 (one per core) or more")
+        if self.fetch_max_files < 1 or self.fetch_deadline <= 0:
+            raise ConfigError("settings fetch_max_files and fetch_deadline must be positive")
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, Any]]:
