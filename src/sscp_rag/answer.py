@@ -267,12 +267,53 @@ def assess(
     return decision
 
 
+# Where a question asks two things: "... co-sleeping and the family's pet dog?", "...; which
+# agencies were invited?". Each side must bring words of its own.
+_PARTS = re.compile(r"\s*;\s*|\?\s+|,?\s+and\s+(?:also\s+)?", re.IGNORECASE)
+
+
+def _answer_covered_part(
+    index: Index, question: str, standalone: str, filters: Filters | None, s: Settings
+) -> Answer | None:
+    """When a question the reports do not answer as a whole asks two things and the reports answer
+    one of them, that part's answer, marked partial and saying which part is not covered."""
+    pieces = [p.strip(" ?.") for p in _PARTS.split(standalone) if p.strip(" ?.")]
+    if len(pieces) < 2 or len(pieces) > 3 or any(not query_terms(p) for p in pieces):
+        return None
+    if not re.match(r"(?:what|which|who|how|when|where|why|did|does|do|is|are|was|were|has|have)\b", pieces[0], re.I):
+        return None
+    lead = re.match(r"^(.*?\b(?:about|on|of|regarding|for)\b)\s", pieces[0], re.IGNORECASE)
+    parts = [pieces[0]] + [
+        p
+        if re.match(r"(?:what|which|who|how|when|where|why)\b", p, re.IGNORECASE) or not lead
+        else f"{lead.group(1)} {p}"
+        for p in pieces[1:]
+    ]
+    results = [answer(index, p, filters=filters, settings=s, _parts_allowed=False) for p in parts]
+    covered = [(p, a) for p, a in zip(pieces, results) if not a.abstained]
+    gaps = [(p, a) for p, a in zip(pieces, results) if a.abstained]
+    if not covered or not gaps:
+        return None
+    best_part, best = max(covered, key=lambda pa: pa[1].decision.probability)
+    missing = tuple(w for _, a in gaps for w in (a.decision.uncovered or a.decision.missing)) or tuple(
+        p for p, _ in gaps
+    )
+    gap_text = " or ".join(f"\u2018{w}\u2019" for w in dict.fromkeys(missing))
+    reason = (
+        f"The reviews answer part of this question (\u2018{best_part}\u2019), but the passages found do not "
+        f"mention {gap_text}."
+    )
+    decision = replace(best.decision, status="partial", reason=reason, uncovered=tuple(dict.fromkeys(missing)))
+    return replace(best, question=question, standalone_query=standalone, decision=decision)
+
+
 def answer(
     index: Index,
     question: str,
     filters: Filters | None = None,
     history: Sequence[str] = (),
     settings: Settings | None = None,
+    _parts_allowed: bool = True,
 ) -> Answer:
     """A short, extractive, page-cited answer to ``question`` from the indexed reports.
 
@@ -308,6 +349,10 @@ def answer(
     best = float(rel.max())
     decision = assess(index, standalone, hits, qvec, [c[3] for c in cands], rel, filters, s)
     if decision.declined:
+        if decision.basis == "model" and _parts_allowed:
+            part = _answer_covered_part(index, question, standalone, filters, s)
+            if part is not None:
+                return part
         return _abstain(question, standalone, hits, decision)
     rank_prior = np.array([1.0 / (1 + 0.15 * (c[0].rank - 1)) for c in cands])
     score = rel * (0.8 + 0.2 * rank_prior)

@@ -52,6 +52,8 @@ FEATURES: tuple[str, ...] = (
     "agreement",
     "constraint_unmet",
     "quantity_unmet",
+    "uncovered_sentence",
+    "uncovered_phrase",
 )
 FEATURE_HELP: dict[str, str] = {
     "best_sentence": "cosine similarity of the best quotable sentence of the passages to the question",
@@ -64,8 +66,13 @@ FEATURE_HELP: dict[str, str] = {
     "agreement": "overlap of the BM25 and dense top ten passages (0-1)",
     "constraint_unmet": "1 when none of the passages comes from a report that mentions (in its text, title or "
     "year) all the names, acronyms and years the question gives",
-    "quantity_unmet": "1 when the question asks how many, how much, what percentage or when, and none of the "
-    "five best sentences holds a figure or date together with some of the question's words",
+    "quantity_unmet": "1 when the question asks for a kind of answer (a number, percentage, amount of money, "
+    "duration, frequency, age, date or name) and none of the most similar or best-covering sentences gives one "
+    "together with some of the question's words",
+    "uncovered_phrase": "IDF-weighted share of the question's two-word phrases ('sexual exploitation', 'private "
+    "fostering') whose words no passage holds within three words of each other",
+    "uncovered_sentence": "IDF-weighted share of the question's salient words (names aside) that the best-covering "
+    "sentence of the passages lacks",
 }
 STATUSES = ("answered", "partial", "declined")
 
@@ -85,7 +92,8 @@ _FRAME = set(
     conclusion conclusions give given gave document documents one ones anyone someone thing things
     happen happened far highlight highlighted identify identified note noted raise raised explain
     explained suggest suggested offer offered outline outlined cover covered address addressed include
-    included feature featured deal dealt pick picked think thought ok okay really actually""".split()
+    included feature featured deal dealt pick picked think thought ok okay really actually criticise
+    criticised criticize criticized praise praised commend commended""".split()
 )
 _MONTHS = "january february march april may june july august september october november december".split()
 _NUMBER_WORDS = set(
@@ -93,17 +101,59 @@ _NUMBER_WORDS = set(
     seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand
     million half third quarter twice dozen none single""".split()
 )
-_QUANTITY = re.compile(
-    r"\bhow\s+(?:many|much|long|often|old|far)\b|\bwhat\s+(?:percentage|proportion|number|share|fraction|rate|"
-    r"age|amount|figure)\b|\b(?:cost|costs|spend|spent|budget)\b|^\s*when\b|\bwhat\s+(?:date|year|month)\b|"
-    r"\bwhich\s+(?:date|year|month)\b",
-    re.IGNORECASE,
-)
-_FIGURE = re.compile(
-    r"\d|%|£|\bper\s*cent\b|\b(?:" + "|".join(sorted(_NUMBER_WORDS | set(_MONTHS))) + r")\b", re.IGNORECASE
+_NUM = r"(?:\d[\d,.]*|" + "|".join(sorted(_NUMBER_WORDS)) + r")"
+# Answer types, as classical question answering types them: what kind of answer the question
+# asks for (the question pattern) and what a sentence must hold to give one (the answer pattern).
+# "How long" wants a duration, "how much" an amount of money, "which borough" a name, and a
+# sentence on the right topic without one does not answer.
+_ANSWER_TYPES: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple(
+    (name, re.compile(q, re.IGNORECASE), re.compile(a, re.IGNORECASE if name != "name" else 0))
+    for name, q, a in (
+        (
+            "percentage",
+            r"\bwhat\s+(?:percentage|proportion|share|fraction|rate)\b|\bhow\s+many\s+(?:per\s*cent|percent)\b",
+            rf"%|\bper\s*cent\b|\bpercent\b|\b(?:half|third|quarter|majority|minority)\b|\b{_NUM}\s+(?:in|out\s+of)\s+{_NUM}\b",
+        ),
+        (
+            "money",
+            r"\bhow\s+much\s+(?:money|funding|did\b.*\b(?:cost|spend|pay|fine))|\b(?:cost|costs|spend|spent|budget|fine|funding)\b",
+            r"£|\$|€|\b\d[\d,.]*\s*(?:k|m|bn|million|thousand|pounds)\b",
+        ),
+        (
+            "duration",
+            r"\bhow\s+long\b|\bfor\s+how\s+long\b",
+            rf"\b{_NUM}\s+(?:more\s+)?(?:minutes?|hours?|days?|weeks?|months?|years?|terms?)\b|\b(?:weeks|months|years|days)\b",
+        ),
+        (
+            "frequency",
+            r"\bhow\s+often\b|\bhow\s+frequently\b",
+            rf"\bevery\b|\beach\b|\bper\b|\b(?:daily|weekly|fortnightly|monthly|annually|yearly|once|twice)\b|\b{_NUM}\s+times\b",
+        ),
+        (
+            "age",
+            r"\bwhat\s+age\b|\bhow\s+old\b|\bat\s+what\s+age\b",
+            rf"\baged?\s+{_NUM}\b|\b{_NUM}\s*(?:-|\s)?years?\s*(?:-|\s)?old\b|\bunder\s+{_NUM}s?\b",
+        ),
+        (
+            "date",
+            r"^\s*when\b|\bwhat\s+(?:date|year|month)\b|\bwhich\s+(?:date|year|month)\b|\bsince\s+when\b",
+            r"\b(?:19|20)\d\d\b|\b(?:" + "|".join(_MONTHS) + r")\b|\b\d{1,2}/\d{1,2}\b",
+        ),
+        ("number", r"\bhow\s+many\b|\bwhat\s+(?:number|amount|figure)\b", rf"\b{_NUM}\b"),
+        (
+            # A name: "which borough", "which charity", "who is the director": a capitalised word
+            # or an acronym (not the sentence's first word) that the question does not already give.
+            "name",
+            r"\b(?:which|what)\s+(?:\w+\s+){0,2}(?:borough|town|city|county|country|charity|company|organisation|"
+            r"organization|supplier|provider|product|app|apps|platform|platforms|software|judge|court|hospital|"
+            r"language|languages|name|names)\b|\bwho\s+(?:is|was|were|are)\s+the\b|\bwhat\s+is\s+the\s+name\b",
+            r"(?<![.!?]\s)(?<!^)\b(?:[A-Z][a-z]+|[A-Z]{2,})\b",
+        ),
+    )
 )
 _TOKEN = re.compile(r"\w\w+")
 SAMPLE_SIZE = 1024
+SENTENCES = 5  # the best sentences whose own coverage of the question counts
 WORD_CACHE_SIZE = 50_000
 # A question word counts as covered by a passage word whose embedding is at least this similar
 # (all-MiniLM-L6-v2 single words: "extra"/"additional" 0.83, "weakness"/"weak" 0.66, "money"/
@@ -311,7 +361,7 @@ def question_terms(index: Index, question: str, skip: Sequence[tuple[int, int]] 
     expansion_spans = [(abbr, m.span()) for abbr, pat in _expansions() for m in pat.finditer(question)]
     named_spans = [m.span() for m in PSEUDONYM.finditer(question)]
     # "how many", "what percentage": the kind of answer asked for, checked on its own.
-    skip = [*skip, *(m.span() for m in _QUANTITY.finditer(question))]
+    skip = [*skip, *(m.span() for _, pat, _ in _ANSWER_TYPES[:-1] for m in pat.finditer(question))]
     terms: list[Term] = []
     for m in _TOKEN.finditer(question):
         a, b = m.span()
@@ -385,8 +435,9 @@ def evidence(
     "overseas recruitment" in Liverpool's report does not answer a question about Kent's."""
     stats = corpus_stats(index)
     terms = question_terms(index, question, skip)
-    cover = [[_covers(t, _hit_stems(index, h), h.themes) for t in terms] for h in hits]
-    _soft_cover(index, stats, terms, hits, cover)
+    cover = _coverage(
+        index, stats, terms, [h.text for h in hits], [_hit_stems(index, h) for h in hits], [h.themes for h in hits]
+    )
     named = [t for t in terms if t.named]
     meeting = [i for i, h in enumerate(hits) if all(_covers(t, stats.doc_stems[h.doc_id], ()) for t in named)]
     constraint_unmet = bool(named) and not meeting
@@ -405,15 +456,23 @@ def evidence(
     top_b = set(sorted(bm25, key=bm25.get, reverse=True)[:10])
     agreement = len(top_d & top_b) / 10.0 if top_d and top_b else 0.0
 
-    quantity_unmet = False
-    if _QUANTITY.search(question):
-        # A figure or date in one of the best sentences that also holds the question's words.
-        order = np.argsort(-sims)[:5] if len(sims) else []
-        quantity_unmet = not any(
-            _FIGURE.search(sentences[i])
-            and _share(terms, [_covers(t, frozenset(stems(sentences[i])), ()) for t in terms]) >= 0.3
-            for i in order
-        )
+    # The best sentences themselves: an answer is usually one sentence that holds the question's
+    # rare words (or near-synonyms), where a passage on the same topic holds them only in part.
+    order = [int(i) for i in np.argsort(-sims)[:SENTENCES]] if len(sims) else []
+    content = [t for t in terms if not t.named]
+    sent_cover = _coverage(
+        index, stats, content, sentences, [frozenset(stems(x)) for x in sentences], [()] * len(sentences)
+    )
+    sent_share = [_share(content, row) for row in sent_cover]
+    uncovered_sentence = 1.0 - max(sent_share, default=0.0) if content else 0.0
+    # The answer type is looked for in the most similar sentences and in those that hold most of
+    # the question's words.
+    covering = [i for i in np.argsort([-x for x in sent_share])[:SENTENCES] if sent_share[i] >= 0.5]
+    look = list(dict.fromkeys([*order, *(int(i) for i in covering)]))
+    quantity_unmet = bool(
+        answer_type_unmet(question, [sentences[i] for i in look], [sent_share[i] for i in look], not content)
+    )
+    uncovered_phrase = _uncovered_phrases(question, terms, [hits[i].text for i in pool])
     values = (
         best,
         best - base,
@@ -424,34 +483,105 @@ def evidence(
         agreement,
         float(constraint_unmet),
         float(quantity_unmet),
+        uncovered_sentence,
+        uncovered_phrase,
     )
     return Evidence(tuple(terms), covered_any, values)
 
 
-def _soft_cover(
-    index: Index, stats: CorpusStats, terms: Sequence[Term], hits: Sequence[Hit], cover: list[list[bool]]
-) -> None:
-    """Mark a word as covered by a passage that holds a near-synonym (``SOFT_COVER``), so a
-    paraphrase ("weakness" for "weak", "extra money" for "additional funding") is not taken for
-    a gap. Only words no passage holds literally are compared."""
+def answer_types(question: str) -> list[str]:
+    """The kinds of answer a question asks for ("duration", "money", "name", ...), most specific first."""
+    return [name for name, q, _ in _ANSWER_TYPES if q.search(question)]
+
+
+def answer_type_unmet(question: str, sentences: Sequence[str], shares: Sequence[float], no_content: bool) -> str:
+    """The answer type the question asks for that none of ``sentences`` gives together with some
+    of the question's words (``shares``: their covered share of the question's words); "" when
+    met or when the question asks for no particular type."""
+    types = answer_types(question)
+    if not types:
+        return ""
+    name, _, pat = next(t for t in _ANSWER_TYPES if t[0] == types[0])
+    given = set(re.findall(r"\w+", question.lower()))
+    for text, share in zip(sentences, shares):
+        if share < 0.3 and not no_content:
+            continue
+        for m in pat.finditer(text):
+            if name != "name" or m.group(0).lower() not in given:
+                return ""
+    return name
+
+
+PHRASE_WINDOW = 3
+
+
+def _uncovered_phrases(question: str, terms: Sequence[Term], texts: Sequence[str]) -> float:
+    """IDF-weighted share of the question's two-word phrases (neighbouring salient words, such as
+    "sexual exploitation" or "children's homes") that no text holds within ``PHRASE_WINDOW``
+    words of each other, in either order. A topic named by a phrase is not covered by passages
+    that hold its words apart ("sexual abuse" here, "criminal exploitation" there)."""
+    pairs = []
+    for t1, t2 in zip(terms, terms[1:]):
+        gap = question[t1.start + len(t1.text) : t2.start]
+        if not t1.named and not t2.named and re.fullmatch(r"[\s\-/]*(?:'s\s+)?", gap):
+            pairs.append((t1, t2))
+    if not pairs:
+        return 0.0
+    seqs = [stems(text) for text in texts]
+    positions = []
+    for seq in seqs:
+        pos: dict[str, list[int]] = {}
+        for i, st in enumerate(seq):
+            pos.setdefault(st, []).append(i)
+        positions.append(pos)
+
+    def near(a: Term, b: Term) -> bool:
+        sa = [alt[0] for alt in a.alternatives if len(alt) == 1]
+        sb = [alt[0] for alt in b.alternatives if len(alt) == 1]
+        for pos in positions:
+            xs = [i for s in sa for i in pos.get(s, ())]
+            ys = [i for s in sb for i in pos.get(s, ())]
+            if any(abs(x - y) <= PHRASE_WINDOW for x in xs for y in ys):
+                return True
+        return False
+
+    total = sum(a.idf + b.idf for a, b in pairs)
+    missing = sum(a.idf + b.idf for a, b in pairs if not near(a, b))
+    return missing / total if total > 0 else 0.0
+
+
+def _coverage(
+    index: Index,
+    stats: CorpusStats,
+    terms: Sequence[Term],
+    texts: Sequence[str],
+    text_stems: Sequence[frozenset[str]],
+    text_themes: Sequence[Sequence[str]],
+) -> list[list[bool]]:
+    """Per text, per term: whether the text holds the term, literally (by stem, abbreviation or
+    theme synonym) or by a near-synonym (``SOFT_COVER``), so a paraphrase ("weakness" for "weak",
+    "extra money" for "additional funding") is not taken for a gap. Only terms some text lacks
+    literally are compared by embedding, and never names, which must be present as written."""
+    cover = [[_covers(t, st, th) for t in terms] for st, th in zip(text_stems, text_themes)]
     todo = [j for j, t in enumerate(terms) if not all(row[j] for row in cover) and not t.named]
-    if not todo or not hits:
-        return
-    hit_words = [
-        [w for w in dict.fromkeys(m.group(0).lower() for m in _PASSAGE_WORD.finditer(h.text)) if w not in _FRAME]
-        for h in hits
+    if not todo or not texts:
+        return cover
+    words = [
+        [w for w in dict.fromkeys(m.group(0).lower() for m in _PASSAGE_WORD.finditer(text)) if w not in _FRAME]
+        for text in texts
     ]
-    vocab = list(dict.fromkeys(w for ws in hit_words for w in ws))
+    vocab = list(dict.fromkeys(w for ws in words for w in ws))
     if not vocab:
-        return
+        return cover
     pos = {w: i for i, w in enumerate(vocab)}
     sims = stats.word_vectors(index, [terms[j].text.lower() for j in todo]) @ stats.word_vectors(index, vocab).T
-    for i, ws in enumerate(hit_words):
+    for i, ws in enumerate(words):
         if not ws:
             continue
         best = sims[:, [pos[w] for w in ws]].max(axis=1)
         for k, j in enumerate(todo):
             cover[i][j] = cover[i][j] or bool(best[k] >= SOFT_COVER)
+    return cover
 
 
 def _phrases(terms: Sequence[Term], flags: Sequence[bool], question: str) -> tuple[str, ...]:
@@ -495,7 +625,7 @@ def decide(ev: Evidence, question: str, threshold: float, model: Model | None = 
         if uncovered:
             why = f"the passages found do not mention {_quoted(uncovered)}"
         elif ev.values[8]:
-            why = "the passages found give no figure or date for what it asks"
+            why = f"the passages found give no {answer_types(question)[0]} for what it asks"
         elif ev.values[7]:
             why = "no report found holds all the names and years it gives"
         else:

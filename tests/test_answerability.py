@@ -1,0 +1,169 @@
+"""Answerability on a real index built in tmp_path from four real PDFs of the demo corpus, with the
+real model: questions are declined by a name no report mentions, by a missing term, answered in
+part when only part is covered, and tempting on-topic questions the reports do not answer are
+declined, while answerable ones are answered."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import DEMO_CORPUS
+
+from sscp_rag.answer import answer, unknown_pseudonyms, verify_quote
+from sscp_rag.answerability import FEATURES, answer_type_unmet, answer_types, load_model
+from sscp_rag.errors import QueryError
+from sscp_rag.evaluation import QuestionResult, reliability
+from sscp_rag.index import build_index, load_index
+from sscp_rag.settings import Settings
+
+FILES = ("scr-child-d.pdf", "scr-baby-ll.pdf", "7mb-safer-sleep.pdf", "thematic-sudi.pdf")
+
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory, embedder):
+    corpus = tmp_path_factory.mktemp("small-corpus")
+    for f in FILES:
+        shutil.copy(DEMO_CORPUS / f, corpus / f)
+    manifest = json.loads((DEMO_CORPUS / "manifest.json").read_text())
+    manifest["documents"] = [d for d in manifest["documents"] if d["file"] in FILES]
+    (corpus / "manifest.json").write_text(json.dumps(manifest))
+    s = Settings(corpus_dir=corpus, index_dir=tmp_path_factory.mktemp("small-index"))
+    build_index(s, progress=False, embedder=embedder)
+    return load_index(s, embedder=embedder)
+
+
+def _declined(a, basis: str | None = None) -> None:
+    assert a.abstained and a.decision.status == "declined", a.decision
+    assert a.quotes == () and a.sources == () and 1 <= len(a.related) <= 5
+    assert a.message.endswith("The closest passages are listed below as possibly related.")
+    if basis:
+        assert a.decision.basis == basis, a.decision
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("question", "name"),
+    [
+        ("What did the Kent inspection find about neglect?", "Kent"),  # a place
+        ("What do the reviews say about FGM?", "FGM"),  # an acronym (nor is it spelled out anywhere)
+        ("What did the 2031 review say about safer sleep?", "2031"),  # a year
+        ("What did Dr Okonkwo say about the baby's bruising?", "Okonkwo"),  # a person
+    ],
+)
+def test_a_name_no_report_mentions_is_declined_by_name(small_index, question, name):
+    a = answer(small_index, question)
+    _declined(a, "name")
+    # Neighbouring missing words are named together ("Dr Okonkwo", "Kent inspection").
+    assert any(name in m for m in a.decision.missing), a.decision.missing
+    assert a.decision.reason.startswith("No indexed report mentions \u2018") and name in a.decision.reason
+    assert a.decision.reason.endswith(", so the reviews cannot answer this question.")
+    assert "in no indexed report: " in a.why and name in a.why
+
+
+@pytest.mark.slow
+def test_a_topic_no_report_covers_is_declined_naming_the_missing_word(small_index):
+    a = answer(small_index, "What have the reviews learned about the radicalisation of teenagers online?")
+    _declined(a, "model")
+    assert "radicalisation" in a.decision.missing
+    assert a.decision.probability < a.decision.threshold
+    assert "\u2018radicalisation" in a.decision.reason
+
+
+@pytest.mark.slow
+def test_a_tempting_question_about_a_detail_the_report_never_gives_is_declined(small_index):
+    # SCR Child D discusses the school's concerns and escalations at length, but no review says
+    # how many social workers were disciplined (the word appears in none of these reports).
+    a = answer(small_index, "How many social workers were disciplined after SCR Child D?")
+    _declined(a)
+    assert a.decision.basis in ("model", "similarity")
+    assert any(h.file == "scr-child-d.pdf" for h in a.related)  # the closest passages are offered
+
+
+@pytest.mark.slow
+def test_part_of_a_question_is_answered_and_the_rest_named(small_index):
+    a = answer(small_index, "What do the reviews say about co-sleeping and the family's pet dog?")
+    assert not a.abstained and a.decision.status == "partial", a.decision
+    assert "pet dog" in a.decision.uncovered
+    assert "\u2018pet dog\u2019" in a.partial_note and "co-sleeping" in a.partial_note
+    assert a.quotes and all(
+        verify_quote(small_index, s.file, s.page_start, s.page_end, q.text)
+        for q in a.quotes
+        for s in a.sources
+        if s.n == q.source
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How many alcohol service appointments did Child D's mother attend?",
+        "What advice should parents get about co-sleeping after drinking alcohol?",
+        "What did the Baby LL review say about the bruise on a non-mobile baby?",
+    ],
+)
+def test_answerable_questions_are_answered(small_index, question):
+    a = answer(small_index, question)
+    assert not a.abstained and a.quotes, a.decision
+    assert a.decision.status in ("answered", "partial")
+    assert a.decision.probability >= a.decision.threshold
+
+
+@pytest.mark.slow
+def test_decision_features_are_the_models_inputs(small_index):
+    d = answer(small_index, "What did reviews say about safer sleep?").decision
+    assert tuple(k for k, _ in d.features) == FEATURES
+    model = load_model()
+    assert d.probability == pytest.approx(model.probability([v for _, v in d.features]))
+    assert set(d.as_dict()) >= {"status", "reason", "missing", "uncovered", "covered", "basis", "features"}
+
+
+@pytest.mark.slow
+def test_many_names_are_checked_against_a_set_and_long_questions_refused(small_index):
+    names = [f"Child {a}{b}" for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+    question = "What happened to " + ", ".join(names) + "?"
+    unknown = unknown_pseudonyms(small_index, question)
+    assert len(unknown) == len(names)  # none of them is in these four reports (Child D is one letter)
+    assert unknown_pseudonyms(small_index, "Was Child D seen alone, and Child Q?") == ["Child Q"]
+    with pytest.raises(QueryError, match="characters long"):
+        answer(small_index, question)
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("How long a prison sentence did the father get?", "duration"),
+        ("How much did the review cost?", "money"),
+        ("What percentage of plans were on time?", "percentage"),
+        ("How often must training be refreshed?", "frequency"),
+        ("When did health visitors start the assessment?", "date"),
+        ("How many escalations did schools make?", "number"),
+        ("Which London borough did he move to?", "name"),
+        ("What did reviews say about neglect?", None),
+    ],
+)
+def test_answer_types(question, kind):
+    assert (answer_types(question)[:1] or [None])[0] == kind
+
+
+def test_answer_type_is_met_only_by_a_sentence_that_gives_one():
+    q = "Which charity provides the cots?"
+    assert answer_type_unmet(q, ["The local charity scheme provides cots to families."], [1.0], False) == "name"
+    assert answer_type_unmet(q, ["The Lullaby Trust provides cots to families."], [1.0], False) == ""
+    q = "How long was the father sentenced for?"
+    assert answer_type_unmet(q, ["He received a term of imprisonment in 2019."], [1.0], False) == "duration"
+    assert answer_type_unmet(q, ["He was sentenced to three years."], [1.0], False) == ""
+    # A figure in a sentence about something else (no question word in it) does not count.
+    assert answer_type_unmet(q, ["Three years later the school closed."], [0.0], False) == "duration"
+
+
+def test_reliability_curve_counts_declines_below_each_threshold():
+    def r(ok: bool, p: float) -> QuestionResult:
+        return QuestionResult("hybrid", "q", "?", ok, [], answerability=p)
+
+    rows = [r(False, 0.0), r(False, 0.2), r(False, 0.6), r(True, 0.3), r(True, 0.9)]
+    curve = reliability(rows, [0.1, 0.5, 1.0])
+    assert curve["unanswerable"] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert curve["answerable"] == pytest.approx([0.0, 0.5, 1.0])
