@@ -112,20 +112,6 @@ class Settings:
     llm_timeout: float = _f(30.0, "Seconds to wait for the LLM endpoint.")
 
     # --- fetch -----------------------------------------------------------------------------
-    answerability: str = _f(
-        "model",
-        "How an answer decides whether the reviews answer the question: 'model' (coverage of the question's "
-        "rare words, similarity, retriever agreement and the question's constraints, combined by a fitted "
-        "logistic regression; see docs/answers.md) or 'similarity' (the best sentence's similarity alone).",
-        choices=("model", "similarity"),
-    )
-    answerable_threshold: float = _f(
-        0.35,
-        "Least probability (from the answerability model) that the reviews answer a question for an answer "
-        "to be given; below it the answer declines and says why. Chosen as the model is: on the eval sets, the "
-        "highest abstention recall within 3% false abstentions; held-out figures in eval/reports/answerability.md.",
-    )
-    max_question_chars: int = _f(2000, "Longest question accepted, in characters.")
     fetch_allow_hosts: str = _f(
         "",
         "Hosts besides the start pages' own that `sscp-rag fetch` may follow links and redirects to, "
@@ -149,9 +135,11 @@ class Settings:
         "logistic regression; see docs/answers.md) or 'similarity' (the best sentence's similarity alone).",
         choices=("model", "similarity"),
     )
-    render_memory_mb: int = _f(
-        1024,
-        "Memory, in MB, that rendering one page image may use on top of the renderer's own (0 = no limit).",
+    answerable_threshold: float = _f(
+        0.35,
+        "Least probability (from the answerability model) that the reviews answer a question for an answer "
+        "to be given; below it the answer declines and says why. Chosen as the model is: on the eval sets, the "
+        "highest abstention recall within 3% false abstentions; held-out figures in eval/reports/answerability.md.",
     )
     max_question_chars: int = _f(2000, "Longest question accepted, in characters.")
     feedback_path: Path = _f(Path("eval/feedback.jsonl"), "Where the app saves user feedback.")
