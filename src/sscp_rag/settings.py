@@ -101,6 +101,20 @@ class Settings:
         "for the reviews to count as addressing it; below it the answer abstains and lists "
         "possibly related passages (see docs/answers.md).",
     )
+    answerability: str = _f(
+        "model",
+        "How an answer decides whether the reviews answer the question: 'model' (coverage of the question's "
+        "rare words, similarity, retriever agreement and the question's constraints, combined by a fitted "
+        "logistic regression; see docs/answers.md) or 'similarity' (the best sentence's similarity alone).",
+        choices=("model", "similarity"),
+    )
+    answerable_threshold: float = _f(
+        0.35,
+        "Least probability (from the answerability model) that the reviews answer a question for an answer "
+        "to be given; below it the answer declines and says why. Chosen as the model is: on the eval sets, the "
+        "highest abstention recall within 3% false abstentions; held-out figures in eval/reports/answerability.md.",
+    )
+    max_question_chars: int = _f(2000, "Longest question accepted, in characters.")
 
     # --- optional LLM synthesis ------------------------------------------------------------
     llm_base_url: str = _f(
@@ -128,20 +142,6 @@ class Settings:
     )
 
     # --- app -------------------------------------------------------------------------------
-    answerability: str = _f(
-        "model",
-        "How an answer decides whether the reviews answer the question: 'model' (coverage of the question's "
-        "rare words, similarity, retriever agreement and the question's constraints, combined by a fitted "
-        "logistic regression; see docs/answers.md) or 'similarity' (the best sentence's similarity alone).",
-        choices=("model", "similarity"),
-    )
-    answerable_threshold: float = _f(
-        0.35,
-        "Least probability (from the answerability model) that the reviews answer a question for an answer "
-        "to be given; below it the answer declines and says why. Chosen as the model is: on the eval sets, the "
-        "highest abstention recall within 3% false abstentions; held-out figures in eval/reports/answerability.md.",
-    )
-    max_question_chars: int = _f(2000, "Longest question accepted, in characters.")
     feedback_path: Path = _f(Path("eval/feedback.jsonl"), "Where the app saves user feedback.")
 
     @classmethod
