@@ -331,3 +331,21 @@ def tag_text(
 def theme_descriptions() -> list[str]:
     """Texts embedded to compare passages with themes."""
     return [f"{t.label}. {t.description}" for t in THEMES]
+
+
+def alias_hits(text: str) -> dict[str, int]:
+    """How many times each theme's aliases occur in ``text`` (themes with none left out): the
+    strength of a passage for a theme, used to pick a theme's strongest passage in a report."""
+    out = {}
+    for t in THEMES:
+        n = sum(len(p.findall(text)) for p in _COMPILED[t.id])
+        if n:
+            out[t.id] = n
+    return out
+
+
+def themes_in(text: str) -> tuple[str, ...]:
+    """The themes a short text (a recommendation, a sentence) names: any one alias is enough, as a
+    short text that says "co-sleeping" or "escalation" once is about it (passages need more)."""
+    hits = alias_hits(text)
+    return tuple(tid for tid in THEME_IDS if tid in hits)
