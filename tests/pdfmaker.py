@@ -256,3 +256,98 @@ def simple_report(path: Path, tag: str, title: str, paragraphs: int = 6, header:
     """A plausible short report: a title line, numbered paragraphs, a running footer."""
     paras = [title] + [f"{i}.1 {sentences(f'{tag}p{i}s', 4)}" for i in range(1, paragraphs + 1)]
     return one_column_pdf(path, paras, header=header or f"{title} | Fictional test report")
+
+
+# --------------------------------------------------------------------------------------------
+# hostile inputs: raw PDF bytes, small files that cost a reader or renderer dearly
+
+
+def raw_pdf(objects: Sequence[bytes], root: int = 1) -> bytes:
+    """A PDF of ``objects`` (the bodies of objects 1..n) with a correct cross-reference table."""
+    out = io.BytesIO()
+    out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for i, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n%s\nendobj\n" % (i, body))
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    out.writelines(b"%010d 00000 n \n" % off for off in offsets)
+    out.write(b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, root, xref))
+    return out.getvalue()
+
+
+def raw_stream(data: bytes, extra: bytes = b"", compress: bool = True) -> bytes:
+    """A stream object's body (Flate-compressed unless ``compress`` is false)."""
+    import zlib
+
+    if compress:
+        data = zlib.compress(data, 9)
+        extra += b" /Filter /FlateDecode"
+    return b"<< /Length %d%s >>\nstream\n%s\nendstream" % (len(data), extra, data)
+
+
+_HELVETICA = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+_CATALOG = b"<< /Type /Catalog /Pages 2 0 R >>"
+
+
+def _page(contents: int, font: int, extra: bytes = b"") -> bytes:
+    return (
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 %d 0 R >> %s>> "
+        b"/Contents %d 0 R >>" % (font, extra, contents)
+    )
+
+
+def _pdf_string(text: bytes) -> bytes:
+    return b"(" + text.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)") + b")"
+
+
+def raw_text_pdf(path: Path, lines: Sequence[str]) -> Path:
+    """One page showing ``lines`` byte for byte (Latin-1), so text can hold what reportlab would
+    not write: control characters and terminal escape sequences, as a hostile PDF can."""
+    shown = b" ".join(_pdf_string(ln.encode("latin-1")) + b" '" for ln in lines)
+    content = b"BT /F1 10 Tf 72 770 Td 14 TL " + shown + b" ET"
+    path.write_bytes(raw_pdf([_CATALOG, b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", _page(4, 5),
+                              raw_stream(content, compress=False), _HELVETICA]))  # fmt: skip
+    return path
+
+
+def form_fanout_pdf(path: Path, draws: int = 5000, form_ops: int = 2000) -> Path:
+    """~1.2 KB: one page that draws one form XObject ``draws`` times; the form shows
+    ``form_ops`` strings. pypdf re-reads the form for every draw (~17 min), pdfium parses every
+    copy (a minute and gigabytes)."""
+    form = raw_stream(
+        b"BT /F1 10 Tf 20 20 Td (abuse) Tj ET\n" * form_ops,
+        b" /Type /XObject /Subtype /Form /BBox [0 0 595 842] /Resources << /Font << /F1 6 0 R >> >>",
+    )
+    path.write_bytes(raw_pdf([_CATALOG, b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                              _page(4, 6, b"/XObject << /Fx 5 0 R >> "), raw_stream(b"q /Fx Do Q\n" * draws),
+                              form, _HELVETICA]))  # fmt: skip
+    return path
+
+
+def shared_content_pdf(path: Path, pages: int = 200, ops: int = 20000) -> Path:
+    """~34 KB: ``pages`` pages that all point at one content stream of ``ops`` text operations
+    (1.5 s of pypdf per page, the same work again for each page)."""
+    content = raw_stream(b"BT /F1 10 Tf 72 720 Td (Shared text line) Tj ET\n" * ops)
+    kids = b" ".join(b"%d 0 R" % (5 + i) for i in range(pages))
+    objects = [_CATALOG, b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages), content, _HELVETICA]
+    objects += [_page(3, 4)] * pages
+    path.write_bytes(raw_pdf(objects))
+    return path
+
+
+def many_pages_pdf(path: Path, pages: int = 50000) -> Path:
+    """~300 KB: a page tree that lists one page object ``pages`` times."""
+    kids = b" ".join([b"3 0 R"] * pages)
+    content = raw_stream(b"BT /F1 10 Tf 72 720 Td (Page text of a long report) Tj ET\n", compress=False)
+    path.write_bytes(raw_pdf([_CATALOG, b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+                              _page(4, 5), content, _HELVETICA]))  # fmt: skip
+    return path
+
+
+def bare_reference_pdf(path: Path) -> Path:
+    """A PDF whose catalog object is nothing but a reference to another object (pypdf raises
+    AttributeError opening it)."""
+    path.write_bytes(raw_pdf([b"2 0 R", _CATALOG.replace(b"2 0 R", b"3 0 R"), b"<< /Type /Pages /Kids [] /Count 0 >>"]))
+    return path

@@ -49,8 +49,9 @@ from sscp_rag.themes import THEME_IDS, lexicon_version, tag_text, theme_descript
 
 # Bump when the stored data or the text pipeline (extraction, cleaning, chunking) changes, so
 # older indexes are rebuilt rather than mixed with new chunks. 2: running lines of 2-page
-# documents, page-spanning hyphenation, chunk offsets, heading rules.
-INDEX_SCHEMA = 2
+# documents, page-spanning hyphenation, chunk offsets, heading rules. 3: control characters
+# dropped from extracted text.
+INDEX_SCHEMA = 3
 MANIFEST = "manifest.json"
 
 

@@ -1,6 +1,8 @@
 """PDF → cleaned page texts, with bad input turned into one-line reasons.
 
 Cleaning, per document:
+- control characters are dropped as the text is extracted (a PDF can hold any bytes in its text,
+  and C0 controls break Word exports and terminal escape sequences reach terminals);
 - ligatures and compatibility characters are normalised (NFKC), soft hyphens dropped;
 - running headers and footers (lines that repeat at the top or bottom of many pages, digits
   ignored) and page-number lines are dropped;
@@ -46,10 +48,22 @@ _HEADING_NUM_RE = re.compile(r"^(?:\d{1,2}(?:\.\d{1,2}){0,2}\.?|[A-Z]\.|Part \w+
 _END_PUNCT = tuple(".?!:;")
 
 
+# C0 controls other than tab and newline, and DEL: never text. Vertical tab, form feed and carriage
+# return separate words, so they become spaces (as cleaning made them before); the rest go.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_CONTROL_SPACE_RE = re.compile(r"[\x0b\x0c\r]")
+
+
+def strip_controls(text: str) -> str:
+    """``text`` without C0 control characters (tab and newline kept; vertical tab, form feed and
+    carriage return become spaces) and without DEL."""
+    return _CONTROL_RE.sub("", _CONTROL_SPACE_RE.sub(" ", text))
+
+
 @dataclass(frozen=True)
 class ExtractedPdf:
     """The cleaned pages of one PDF; ``empty_pages`` lists pages that had no text, and
-    ``raw_pages`` holds pypdf's text of each page before cleaning."""
+    ``raw_pages`` holds pypdf's text of each page (control characters dropped) before cleaning."""
 
     pages: tuple[Page, ...]
     n_pages: int
@@ -124,7 +138,7 @@ def read_pdf(path: Path, file: str) -> ExtractedPdf:
     failures: list[BaseException] = []
     for page in page_objs:
         try:
-            raw_pages.append(page.extract_text() or "")
+            raw_pages.append(strip_controls(page.extract_text() or ""))
         except FileNotDecryptedError as exc:
             raise PdfError("encrypted PDF (password required; save an unprotected copy)") from exc
         except _PYPDF_FAILURES as exc:
