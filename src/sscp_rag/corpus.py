@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -189,14 +190,42 @@ def infer_meta(rel: str, first_page_text: str) -> DocumentMeta:
     )
 
 
+# The descriptors of the locks this process holds. A forked child (a PDF reader) gets copies of
+# them, and a flock lock lasts while any copy is open: a child that outlived a killed parent would
+# keep the folder locked. Children therefore swap their copies for /dev/null as they start.
+_HELD_LOCKS: set[int] = set()
+
+
+def _drop_inherited_locks() -> None:
+    if not _HELD_LOCKS:
+        return
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        for fd in _HELD_LOCKS:
+            with contextlib.suppress(OSError):
+                os.dup2(null, fd)  # not close(): the number stays taken, so nothing reuses it
+    finally:
+        os.close(null)
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 @contextlib.contextmanager
 def folder_lock(folder: Path, lock_name: str, busy: SscpRagError) -> Iterator[None]:
     """Hold an exclusive, non-blocking lock on ``folder`` (created if missing) so that two runs
-    cannot write it at once; raise ``busy`` if another process holds it."""
+    cannot write it at once; raise ``busy`` if another process holds it. The lock is not passed
+    on to child processes (``open`` sets close-on-exec, and forked children drop their copy)."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / lock_name, "w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise busy from exc
-        yield
+        _HELD_LOCKS.add(fh.fileno())
+        try:
+            yield
+        finally:
+            _HELD_LOCKS.discard(fh.fileno())

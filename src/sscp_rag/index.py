@@ -165,7 +165,13 @@ def chunk_files(
     docs: list[ChunkedDoc] = []
     skipped: list[tuple[str, str]] = []
     bar = tqdm(total=len(files), desc="Reading PDFs", unit="file", disable=not progress, leave=False)
-    results = read_pdfs([(f.path, f.rel) for f in files], settings.read_workers, [f.size for f in files])
+    results = read_pdfs(
+        [(f.path, f.rel) for f in files],
+        settings.read_workers,
+        [f.size for f in files],
+        timeout=settings.read_timeout,
+        max_pages=settings.max_pages,
+    )
     for done, (f, result) in enumerate(zip(files, results), start=1):
         bar.set_postfix_str(f.rel[-40:])
         bar.update()

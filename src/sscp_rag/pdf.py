@@ -9,20 +9,21 @@ Cleaning, per document:
 - words hyphenated across a line break are rejoined (the hyphen is kept only when the document
   spells the word with a hyphen elsewhere);
 - wrapped lines are reflowed into paragraphs, and section headings are detected.
+
+Each file is read within a budget (``max_pages``, ``read_timeout``): a PDF of a few kilobytes can
+declare tens of thousands of pages or draw one form thousands of times, so files are read in
+worker processes (:mod:`sscp_rag.workers`) that are killed when a file goes over its time, and
+the file is skipped with the reason.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import re
-import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +32,12 @@ from pypdf.errors import FileNotDecryptedError, PdfReadError, PyPdfError
 
 from sscp_rag.errors import PdfError
 from sscp_rag.records import Page
+from sscp_rag.workers import JobFailed, run_jobs
 
 # pypdf logs recoverable oddities of real PDFs as warnings; they are not the user's concern.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
-PARALLEL_MIN_BYTES = 256 * 1024  # below this much PDF, starting reader processes costs more than it saves
+PARALLEL_MIN_BYTES = 256 * 1024  # below this much PDF, a second reader process costs more than it saves
 MIN_DOC_CHARS = 40  # fewer extracted characters than this in the whole file = no text layer
 EDGE_LINES = 3  # lines at the top and bottom of a page that may be running headers/footers
 
@@ -109,11 +111,13 @@ def _one_line(exc: BaseException, limit: int = 120) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:limit]}"
 
 
-def read_pdf(path: Path, file: str) -> ExtractedPdf:
+def read_pdf(path: Path, file: str, max_pages: int = 0, need_text: bool = True) -> ExtractedPdf:
     """Extract and clean every page of a PDF. Raises PdfError with a one-line reason.
 
     A page whose text cannot be extracted counts as empty (the others still ingest); a file none
-    of whose pages can be read is corrupt.
+    of whose pages can be read is corrupt. A file of more than ``max_pages`` pages (0 = no limit)
+    is refused before any page is read. With ``need_text`` false, a file with (almost) no text
+    is not an error (an upload is checked so: ingest then skips it with its reason).
     """
     check_pdf_bytes(path)
     try:
@@ -125,6 +129,9 @@ def read_pdf(path: Path, file: str) -> ExtractedPdf:
                 raise PdfError(f"encrypted PDF that cannot be decrypted ({_one_line(exc)})") from exc
             if not ok:
                 raise PdfError("encrypted PDF (password required; save an unprotected copy)")
+        n_pages = len(reader.pages)
+        if max_pages and n_pages > max_pages:
+            raise PdfError(f"too many pages ({n_pages}; at most {max_pages} are read, setting max_pages)")
         page_objs = list(reader.pages)
     except PdfError:
         raise
@@ -146,7 +153,7 @@ def read_pdf(path: Path, file: str) -> ExtractedPdf:
             raw_pages.append("")
     if len(failures) == len(page_objs):
         raise PdfError(f"corrupt PDF (no page could be read; {_one_line(failures[0])})") from failures[0]
-    if sum(len(t.strip()) for t in raw_pages) < MIN_DOC_CHARS:
+    if need_text and sum(len(t.strip()) for t in raw_pages) < MIN_DOC_CHARS:
         raise PdfError(f"no text layer in {len(raw_pages)} page(s) (scanned or image-only PDF; run OCR first)")
     texts = clean_pages(raw_pages)
     pages = []
@@ -158,61 +165,54 @@ def read_pdf(path: Path, file: str) -> ExtractedPdf:
     return ExtractedPdf(tuple(pages), len(raw_pages), tuple(empty), raw_pages[0], tuple(raw_pages))
 
 
-def read_pdf_or_reason(path: Path, file: str) -> ExtractedPdf | str:
+def read_pdf_or_reason(path: Path, file: str, max_pages: int = 0) -> ExtractedPdf | str:
     """``read_pdf``, with any failure turned into its one-line reason (a file the reader chokes on
     in a way we do not know is skipped, not fatal to the ingest)."""
     try:
-        return read_pdf(path, file)
+        return read_pdf(path, file, max_pages)
     except PdfError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - an unknown pypdf failure on one file must not stop the rest
         return f"unreadable PDF ({_one_line(exc)})"
 
 
-def _read_job(job: tuple[Path, str]) -> ExtractedPdf | str:
-    return read_pdf_or_reason(*job)
-
-
-def _mp_context() -> multiprocessing.context.BaseContext:
-    """Fork on Linux: "spawn" and "forkserver" re-import the caller's main module, which runs a
-    script that lacks an ``if __name__ == "__main__"`` guard again in every worker. The workers
-    run only pypdf, never torch, so the parent's threads are no concern (as with PyTorch's own
-    DataLoader workers)."""
-    if sys.platform.startswith("linux"):
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
+def budget_reason(failure: JobFailed, timeout: float) -> str:
+    """The one-line skip reason of a file whose reading did not finish."""
+    if failure.timed_out:
+        return f"over the time budget: reading took longer than {timeout:g} s (setting read_timeout)"
+    return f"unreadable PDF ({failure.reason})"
 
 
 def read_pdfs(
-    jobs: Sequence[tuple[Path, str]], workers: int = 0, sizes: Sequence[int] | None = None
+    jobs: Sequence[tuple[Path, str]],
+    workers: int = 0,
+    sizes: Sequence[int] | None = None,
+    timeout: float = 0.0,
+    max_pages: int = 0,
 ) -> Iterator[ExtractedPdf | str]:
     """Read ``(path, file)`` jobs, yielding an ExtractedPdf or a skip reason for each, in order.
 
-    pypdf is pure Python, so several files are read by a pool of processes (``workers``, 0 = one
-    per core) when there is enough to read to pay for starting them (``sizes`` in bytes).
+    Each file gets ``timeout`` seconds (0 = no limit) and at most ``max_pages`` pages (0 = no
+    limit); a file over either is skipped with its reason. With a time limit, files are read in
+    worker processes (a runaway one is killed); pypdf is pure Python, so there are several
+    (``workers``, 0 = one per core) when there is enough to read to pay for them (``sizes`` in
+    bytes). Without one, a little is read in this process.
     """
     n = min(workers or os.cpu_count() or 1, len(jobs))
     total = sum(sizes) if sizes is not None else sum(p.stat().st_size for p, _ in jobs if p.exists())
-    if n < 2 or total < PARALLEL_MIN_BYTES:
-        for job in jobs:
-            yield _read_job(job)
+    parallel = n >= 2 and total >= PARALLEL_MIN_BYTES
+    if timeout <= 0 and not parallel:
+        for path, file in jobs:
+            yield read_pdf_or_reason(path, file, max_pages)
         return
-    pool = ProcessPoolExecutor(max_workers=n, mp_context=_mp_context())
-    finished = False
+    results = run_jobs(
+        read_pdf_or_reason, [(p, f, max_pages) for p, f in jobs], workers=n if parallel else 1, timeout=timeout
+    )
     try:
-        futures = [pool.submit(_read_job, job) for job in jobs]
-        for i, fut in enumerate(futures):
-            try:
-                result = fut.result()
-            except BrokenProcessPool:  # a reader process died: read the rest here
-                for job in jobs[i:]:
-                    yield _read_job(job)
-                break
-            yield result
-        finished = True
+        for result in results:
+            yield budget_reason(result, timeout) if isinstance(result, JobFailed) else result
     finally:
-        # On an interrupt or error, drop the queued files rather than wait for them.
-        pool.shutdown(wait=finished, cancel_futures=not finished)
+        results.close()  # stops the readers at once, also when the caller stops early
 
 
 def normalise_chars(text: str) -> str:

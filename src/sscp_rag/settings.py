@@ -54,6 +54,17 @@ class Settings:
         "Where the ONNX runtimes keep the model they export (fp32 and int8, once per model; needs torch once).",
     )
     read_workers: int = _f(0, "Processes that read PDFs in parallel during ingest (0 = one per CPU core).")
+    read_timeout: float = _f(
+        60.0,
+        "Seconds one PDF may take to read and clean, at ingest and when an upload is checked; a file over it is "
+        "skipped (or refused) with the reason. A tiny hostile PDF can otherwise keep a reader busy for hours. "
+        "Real reports read at ~35 pages/s on one core (a 187-page report: 5 s). 0 = no limit.",
+    )
+    max_pages: int = _f(
+        1000,
+        "Most pages a PDF may have, at ingest, upload and page rendering; a longer one is skipped (or refused) "
+        "with the reason (a PDF can declare 50,000 pages in 300 KB). 0 = no limit.",
+    )
 
     # --- chunking --------------------------------------------------------------------------
     chunk_tokens: int = _f(
@@ -143,6 +154,15 @@ class Settings:
 
     # --- app -------------------------------------------------------------------------------
     feedback_path: Path = _f(Path("eval/feedback.jsonl"), "Where the app saves user feedback.")
+    render_timeout: float = _f(
+        10.0,
+        "Seconds the app may spend rendering one PDF page as an image (a page usually takes ~0.1 s; one that "
+        "draws a form thousands of times can take minutes); over it the image is replaced by the reason.",
+    )
+    render_memory_mb: int = _f(
+        1024,
+        "Memory, in MB, that rendering one page image may use on top of the renderer's own (0 = no limit).",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -188,6 +208,10 @@ class Settings:
             raise ConfigError("setting read_workers must be 0 (one per core) or more")
         if self.fetch_max_files < 1 or self.fetch_deadline <= 0:
             raise ConfigError("settings fetch_max_files and fetch_deadline must be positive")
+        if self.read_timeout < 0 or self.max_pages < 0 or self.render_memory_mb < 0:
+            raise ConfigError("settings read_timeout, max_pages and render_memory_mb must be 0 (no limit) or more")
+        if self.render_timeout <= 0:
+            raise ConfigError("setting render_timeout must be more than 0 seconds")
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, Any]]:

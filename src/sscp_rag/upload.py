@@ -1,26 +1,31 @@
 """Adding an uploaded PDF, with its metadata, to a corpus folder and its root manifest.json.
 
-The upload is checked before anything is written: it must be a readable, unencrypted PDF with at
-least one page, its metadata must pass the manifest's own validation, and it must not overwrite a
-file unless asked to. The PDF and the manifest are each written to a temporary file and renamed
-into place, so a failure leaves the corpus as it was.
+The upload is checked before anything is written: it must be a PDF that ingest can read (the
+same reader, in a worker process, within the same page and time budgets: ``max_pages`` and
+``read_timeout``), unencrypted and with at least one page; its metadata must pass the manifest's
+own validation, and it must not overwrite a file unless asked to. The PDF and the manifest are
+each written to a temporary file and renamed into place, so a failure leaves the corpus as it
+was. Every failure is a CorpusError or PdfError with one plain sentence.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from sscp_rag.corpus import CORPUS_LOCK, MANIFEST_NAME, folder_lock, meta_from_entry
 from sscp_rag.errors import CorpusError, PdfError
 from sscp_rag.records import DocumentMeta
+from sscp_rag.settings import Settings
+from sscp_rag.workers import JobFailed, run_jobs
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+_DEFAULTS = Settings()
 
 
 def safe_pdf_name(filename: str) -> str:
@@ -36,11 +41,25 @@ def safe_pdf_name(filename: str) -> str:
     return f"{stem}.pdf"
 
 
-def check_pdf(data: bytes, name: str = "the upload") -> int:
-    """The page count of PDF ``data``; raises PdfError if it is not a readable, unencrypted PDF."""
-    from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
+def _page_count(path: Path, name: str, max_pages: int) -> int | str:
+    """(In a worker process.) The page count of the PDF at ``path``, or why ingest could not read it."""
+    from sscp_rag.pdf import read_pdf
 
+    try:
+        return read_pdf(path, name, max_pages, need_text=False).n_pages
+    except PdfError as exc:
+        return str(exc)
+
+
+def check_pdf(
+    data: bytes,
+    name: str = "the upload",
+    max_pages: int = _DEFAULTS.max_pages,
+    timeout: float = _DEFAULTS.read_timeout,
+) -> int:
+    """The page count of PDF ``data``; raises PdfError if it is not a PDF that ingest can read:
+    unencrypted, with 1 to ``max_pages`` pages, read within ``timeout`` seconds (0 = no limit).
+    A PDF without a text layer passes (ingest skips it, saying so)."""
     if not data:
         raise PdfError(f"{name} is empty")
     if len(data) > MAX_UPLOAD_BYTES:
@@ -48,17 +67,20 @@ def check_pdf(data: bytes, name: str = "the upload") -> int:
     if b"%PDF-" not in data[:1024]:
         raise PdfError(f"{name} is not a PDF (no %PDF- header)")
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise PdfError(f"{name} is encrypted; upload an unprotected copy")
-        n = len(reader.pages)
-    except PdfError:
-        raise
-    except (PyPdfError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise PdfError(f"{name} is not a readable PDF ({exc})") from exc
-    if n < 1:
+        with tempfile.TemporaryDirectory(prefix="sscp-upload-") as tmp:
+            path = Path(tmp) / "upload.pdf"
+            path.write_bytes(data)
+            result = next(run_jobs(_page_count, [(path, name, max_pages)], timeout=timeout))
+    except OSError as exc:
+        raise PdfError(f"{name} could not be checked ({exc.strerror or exc})") from exc
+    if isinstance(result, JobFailed):
+        why = f"reading it took longer than {timeout:g} s (setting read_timeout)" if result.timed_out else result.reason
+        raise PdfError(f"{name} is not a readable PDF: {why}")
+    if isinstance(result, str):
+        raise PdfError(f"{name} is not a readable PDF: {result}")
+    if result < 1:
         raise PdfError(f"{name} has no pages")
-    return n
+    return result
 
 
 def _read_root_manifest(path: Path) -> tuple[Any, list[dict[str, Any]]]:
@@ -82,20 +104,29 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def add_pdf(corpus_dir: Path, filename: str, data: bytes, entry: dict[str, Any], replace: bool = False) -> DocumentMeta:
+def add_pdf(
+    corpus_dir: Path,
+    filename: str,
+    data: bytes,
+    entry: dict[str, Any],
+    replace: bool = False,
+    settings: Settings | None = None,
+) -> DocumentMeta:
     """Save PDF ``data`` as ``corpus_dir/<safe filename>`` and add (or update) its entry in
     ``corpus_dir/manifest.json``. ``entry`` holds manifest fields (title, short_title, type,
     year, date, subject, source_url, themes, ...); ``file`` is set here. The corpus must be
-    re-ingested for the report to be searchable. Returns the report's metadata.
+    re-ingested for the report to be searchable. Returns the report's metadata. ``settings``
+    gives the reading budgets (``max_pages``, ``read_timeout``; defaults if not given).
 
     Raises CorpusError or PdfError, before writing anything, for a bad name, a bad PDF, invalid
     metadata, or an existing file when ``replace`` is false.
     """
+    settings = settings or _DEFAULTS
     corpus_dir = Path(corpus_dir)
     if not corpus_dir.is_dir():
         raise CorpusError(f"corpus folder {corpus_dir} does not exist")
     name = safe_pdf_name(filename)
-    check_pdf(data, name)
+    check_pdf(data, name, settings.max_pages, settings.read_timeout)
     clean = {k: v for k, v in entry.items() if v not in (None, "", [], ())}
     if not str(clean.get("title", "")).strip():
         raise CorpusError("give the report a title")
