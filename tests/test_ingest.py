@@ -16,6 +16,7 @@ from pathlib import Path
 import pdfmaker as pm
 import pytest
 from conftest import REAL_CORPUS
+from test_upload import mutants
 
 import sscp_rag.index as index_mod
 from sscp_rag import themes
@@ -398,3 +399,25 @@ def test_real_pdfs_ingest_and_search(tmp_path: Path, embedder: Embedder) -> None
         assert send[0].file == "ofsted-area-send_west-sussex_29-february-2024.pdf"
     finally:
         index.close()
+
+
+# --------------------------------------------------------------------------------------------
+# hostile input
+
+
+@pytest.mark.slow
+def test_fuzzed_pdfs_are_skipped_by_ingest_with_a_reason(tmp_path: Path, embedder: Embedder) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    seed = pm.simple_report(tmp_path / "seed.pdf", "fuzz", "Serious Case Review: Child F", paragraphs=2).read_bytes()
+    pm.simple_report(corpus / "good.pdf", "good", "Serious Case Review: Child Q", paragraphs=3)
+    for i, data in enumerate(mutants(seed, 50, seed=7)):
+        (corpus / f"m{i:02d}.pdf").write_bytes(data)
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", read_timeout=20)
+    summary = build_index(settings, progress=False, embedder=embedder)
+    assert summary.files == 51 and "good.pdf" not in {f for f, _ in summary.skipped}
+    assert summary.skipped, "no mutant was bad enough to skip"
+    for file, reason in summary.skipped:
+        assert reason and "\n" not in reason, (file, reason)
+    assert {s["file"] for s in read_manifest(settings.index_dir)["skipped"]} == {f for f, _ in summary.skipped}
+

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import random
+import re
 from pathlib import Path
 
+import pdfmaker as pm
 import pytest
 from pypdf import PdfReader, PdfWriter
 from reportlab.lib.pagesizes import A4
@@ -12,7 +15,7 @@ from reportlab.pdfgen import canvas
 
 from sscp_rag.corpus import CORPUS_LOCK, folder_lock
 from sscp_rag.embedding import Embedder
-from sscp_rag.errors import CorpusError, PdfError
+from sscp_rag.errors import CorpusError, PdfError, SscpRagError
 from sscp_rag.index import build_index, load_index
 from sscp_rag.settings import Settings
 from sscp_rag.upload import add_pdf, check_pdf, safe_pdf_name
@@ -128,3 +131,79 @@ def test_uploaded_report_is_indexed_with_progress_reports(tmp_path: Path, embedd
     index = load_index(settings, embedder=embedder)
     meta = index.by_file["baby-r.pdf"].meta
     assert (meta.short_title, meta.type, meta.year, meta.inferred) == ("SCR Baby R", "SCR", 2022, False)
+
+
+# --------------------------------------------------------------------------------------------
+# hostile uploads
+
+
+def test_upload_of_a_pdf_whose_catalog_is_a_bare_reference_is_refused(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    data = pm.bare_reference_pdf(tmp_path / "bare.pdf").read_bytes()
+    with pytest.raises(PdfError, match="x.pdf is not a readable PDF: corrupt PDF"):
+        check_pdf(data, "x.pdf")
+    with pytest.raises(PdfError, match="not a readable PDF"):
+        add_pdf(corpus, "x.pdf", data, ENTRY)
+    assert list(corpus.iterdir()) == []
+
+
+def test_upload_with_a_very_long_name_or_an_unwritable_target_gives_one_message(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    data = pm.simple_report(tmp_path / "src.pdf", "long", "Serious Case Review: Baby R", paragraphs=2).read_bytes()
+    meta = add_pdf(corpus, "r" * 300 + ".pdf", data, ENTRY)  # a 304-character name: too long for the disk
+    assert len(meta.file) <= 120 and meta.file.endswith(".pdf")
+    assert (corpus / meta.file).read_bytes() == data
+    # a folder where the PDF would go: replacing it fails with the module's error, not an OSError
+    (corpus / "taken.pdf").mkdir()
+    with pytest.raises(CorpusError, match="taken.pdf could not be saved"):
+        add_pdf(corpus, "taken.pdf", data, ENTRY, replace=True)
+    docs = json.loads((corpus / "manifest.json").read_text())["documents"]
+    assert [d["file"] for d in docs] == [meta.file]  # the manifest is as it was
+
+
+def mutants(seed_pdf: bytes, n: int, seed: int = 20240611) -> list[bytes]:
+    """``n`` deterministic mutations of a real PDF: byte flips, truncations, splices, deletions, and
+    objects turned into bare references to other objects."""
+    rng = random.Random(seed)
+    objects = [m.end() for m in re.finditer(rb"\d+ 0 obj\s*", seed_pdf)]
+    out = []
+    for i in range(n):
+        data = bytearray(seed_pdf)
+        kind = i % 5
+        if kind == 0:  # flip a few bytes anywhere (often in the object syntax or the xref table)
+            for _ in range(rng.randint(1, 12)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        elif kind == 1:  # cut short, keeping the end-of-file marker sometimes
+            data = data[: rng.randrange(16, len(data))]
+            if rng.random() < 0.5:
+                data += b"\n%%EOF\n"
+        elif kind == 2:  # splice a chunk of the file somewhere else
+            a = rng.randrange(len(data))
+            b = min(len(data), a + rng.randint(1, 400))
+            at = rng.randrange(len(data))
+            data[at:at] = data[a:b]
+        elif kind == 3:  # delete a span
+            a = rng.randrange(len(data))
+            del data[a : a + rng.randint(1, 200)]
+        else:  # an object that is nothing but a reference to another one
+            at = rng.choice(objects)
+            data[at:at] = b"%d 0 R " % rng.randint(1, len(objects))
+        out.append(bytes(data))
+    return out
+
+
+def test_fuzzed_pdfs_through_the_upload_check_raise_only_domain_errors(tmp_path: Path) -> None:
+    seed = pm.simple_report(tmp_path / "seed.pdf", "fuzz", "Serious Case Review: Child F", paragraphs=2).read_bytes()
+    outcomes = {"accepted": 0, "refused": 0}
+    for i, data in enumerate(mutants(seed, 250)):
+        try:
+            n = check_pdf(data, f"m{i}.pdf")
+        except SscpRagError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith(f"m{i}.pdf"), str(exc)
+            outcomes["refused"] += 1
+        else:
+            assert n >= 1
+            outcomes["accepted"] += 1
+    assert outcomes["accepted"] and outcomes["refused"]  # the mutations both break and spare files

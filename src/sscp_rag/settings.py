@@ -134,7 +134,20 @@ class Settings:
     )
     llm_model: str = _f("llama3.1", "Model name sent to the LLM endpoint.")
     llm_api_key: str = _f("", "Bearer token for the LLM endpoint, if it needs one.")
-    llm_timeout: float = _f(30.0, "Seconds to wait for the LLM endpoint.")
+    llm_timeout: float = _f(
+        30.0,
+        "Seconds the whole LLM request may take (connecting, waiting and reading the reply, however slowly the "
+        "endpoint sends); past it the extractive answer is shown with a note.",
+    )
+    llm_max_tokens: int = _f(
+        800,
+        "Most tokens the LLM may generate for a summary (sent as max_tokens); the reply body is also capped at 64 KB.",
+    )
+    llm_can_decline: bool = _f(
+        True,
+        "Let the LLM vote that the passages do not state the answer (an exact 'NOT STATED' reply); an accepted "
+        "vote declines the answer and lists the closest passages. Off: the vote is not asked for and ignored.",
+    )
 
     # --- fetch -----------------------------------------------------------------------------
     fetch_allow_hosts: str = _f(

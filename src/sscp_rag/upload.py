@@ -25,6 +25,7 @@ from sscp_rag.settings import Settings
 from sscp_rag.workers import JobFailed, run_jobs
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+MAX_NAME_CHARS = 120  # of a saved file name: file systems allow 255 bytes, with room for ".<name>.uploading"
 _DEFAULTS = Settings()
 
 
@@ -36,8 +37,9 @@ def safe_pdf_name(filename: str) -> str:
     if not dot or ext.lower() != "pdf":
         raise CorpusError(f"{base or 'the upload'!r} is not a .pdf file name")
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-_")
+    stem = stem[: MAX_NAME_CHARS - len(".pdf")].rstrip(".-_")
     if not stem:
-        raise CorpusError(f"{base!r} has no usable file name; rename it, e.g. scr-child-x.pdf")
+        raise CorpusError(f"{base[:80]!r} has no usable file name; rename it, e.g. scr-child-x.pdf")
     return f"{stem}.pdf"
 
 
@@ -138,6 +140,15 @@ def add_pdf(
     clean["themes"] = list(meta.themes)
     if meta.year is not None:
         clean["year"] = meta.year
+    try:
+        _save(corpus_dir, name, data, clean, replace)
+    except OSError as exc:  # the folder is unwritable, the name is taken by a folder, ...
+        raise CorpusError(f"{name} could not be saved in {corpus_dir} ({exc.strerror or exc})") from exc
+    return meta
+
+
+def _save(corpus_dir: Path, name: str, data: bytes, clean: dict[str, Any], replace: bool) -> None:
+    """Write the PDF and its manifest entry, under the corpus lock."""
     target = corpus_dir / name
     manifest_path = corpus_dir / MANIFEST_NAME
     busy = CorpusError(f"a fetch or another upload is writing to {corpus_dir}; try again when it has finished")
@@ -158,5 +169,4 @@ def add_pdf(
                     target.unlink(missing_ok=True)
                 else:
                     _write_atomic(target, previous)
-            raise CorpusError(f"{name} could not be saved in {corpus_dir} ({exc})") from exc
-    return meta
+            raise CorpusError(f"{name} could not be saved in {corpus_dir} ({exc.strerror or exc})") from exc
