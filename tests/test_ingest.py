@@ -420,4 +420,3 @@ def test_fuzzed_pdfs_are_skipped_by_ingest_with_a_reason(tmp_path: Path, embedde
     for file, reason in summary.skipped:
         assert reason and "\n" not in reason, (file, reason)
     assert {s["file"] for s in read_manifest(settings.index_dir)["skipped"]} == {f for f, _ in summary.skipped}
-
