@@ -467,6 +467,224 @@ def settings_cmd(markdown):
         click.echo(f"{ENV_PREFIX}{name.upper()} (default {default!s}):\n    {help_}")
 
 
+def _one_format(as_json: bool, as_csv: bool) -> None:
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
+
+
+@cli.command("themes")
+@corpus_index_options
+@click.option(
+    "--by",
+    type=click.Choice(["review", "year"]),
+    default="review",
+    show_default=True,
+    help="Themes by report (passage counts, strongest passage) or by year of review date (share of reports).",
+)
+@click.option("--theme", help="Only this theme (id, label or alias).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/json.md).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (themes by reports, or years by themes).")
+@click.pass_context
+def themes_cmd(ctx, corpus_dir, index_dir, by, theme, as_json, as_csv):
+    """Which themes recur across the reviews: tagged passages per theme and report, or per year.
+
+    By review, each cell counts the report's passages tagged with the theme, and the strongest
+    passage (most alias words, then similarity to the theme) is cited by page. By year, each
+    theme's share of that year's reports and its trend (rising, falling, steady).
+    """
+    from sscp_rag.thememap import (
+        map_csv,
+        map_to_dict,
+        theme_map,
+        themes_by_year,
+        trend,
+        years_csv,
+        years_to_dict,
+    )
+    from sscp_rag.themes import THEMES_BY_ID
+
+    _one_format(as_json, as_csv)
+    index = _load(_settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir))
+    if by == "year":
+        rows = themes_by_year(index, theme)
+        if as_json:
+            _echo_json(years_to_dict(rows))
+        elif as_csv:
+            click.echo(years_csv(rows), nl=False)
+        elif not rows:
+            click.echo("No indexed report has a year, so themes cannot be shown by year.")
+        else:
+            years = sorted({r.year for r in rows})
+            click.echo(f"{'theme':<24}" + "".join(f"{y:>7}" for y in years) + "  trend")
+            for t in dict.fromkeys(r.theme for r in rows):
+                share = {r.year: r for r in rows if r.theme == t}
+                cells = "".join(f"{share[y].reports:>3}/{share[y].reports_in_year:<3}" for y in years)
+                click.echo(f"{t:<24}{cells}  {trend(rows, t)[0]}")
+            click.echo("\nEach cell: reports of that year with the theme / reports of that year.")
+        return
+    m = theme_map(index, theme)
+    if as_json:
+        _echo_json(map_to_dict(m))
+        return
+    if as_csv:
+        click.echo(map_csv(m), nl=False)
+        return
+    if not m.cells:
+        click.echo("No passage of any indexed report is tagged with a theme.")
+        return
+    for t in m.themes:
+        cells = sorted((c for c in m.cells if c.theme == t), key=lambda c: -c.count)
+        click.echo(
+            click.style(THEMES_BY_ID[t].label, bold=True)
+            + f" ({t}): {m.total(t)} passages in {len(cells)} of {len(m.reports)} reports"
+        )
+        for c in cells:
+            click.echo(f"  {c.best.short_title}: {c.count} (strongest: {c.best.citation})")
+
+
+@cli.command("recommendations")
+@corpus_index_options
+@click.option("--theme", help="Only recommendations on this theme (id, label or alias).")
+@click.option("--agency", help="Only recommendations to or led by this agency (words of its name, e.g. CCG, police).")
+@click.option("--year-from", type=int, help="Only reports published in or after this year.")
+@click.option("--year-to", type=int, help="Only reports published in or before this year.")
+@click.option("--report", help="Only this report (file, short title or pseudonym).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/json.md).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the register to FILE.docx (Word) or FILE.csv instead of printing it.",
+)
+@click.pass_context
+def recommendations_cmd(ctx, corpus_dir, index_dir, theme, agency, year_from, year_to, report, as_json, as_csv, out):
+    """The recommendations register: every recommendation of every report, verbatim, with its
+    report, pages, agency and themes."""
+    from sscp_rag.recommendations import (
+        RecommendationFilters,
+        filter_register,
+        recommendation_to_dict,
+        register,
+        register_csv,
+        register_docx,
+    )
+
+    _one_format(as_json, as_csv)
+    if out is not None and out.suffix.lower() not in (".docx", ".csv"):
+        raise click.UsageError(f"--out must end in .docx or .csv, not {out.name!r}")
+    index = _load(_settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir))
+    every = register(index)
+    recs = filter_register(every, RecommendationFilters(theme, agency, year_from, year_to, report), index)
+    if as_json:
+        _echo_json(
+            {
+                "version": 1,
+                "total": len(every),
+                "count": len(recs),
+                "recommendations": [recommendation_to_dict(r) for r in recs],
+            }
+        )
+        return
+    if not recs:
+        what = "match these filters" if len(every) else "were found in the indexed reports"
+        raise SscpRagError(f"no recommendations {what} ({len(every)} in the register)")
+    if out is not None:
+        data = register_docx(recs) if out.suffix.lower() == ".docx" else register_csv(recs).encode("utf-8")
+        out.write_bytes(data)
+        click.echo(f"Wrote {len(recs)} recommendation(s) to {out}")
+        return
+    if as_csv:
+        click.echo(register_csv(recs), nl=False)
+        return
+    for r in recs:
+        click.echo(click.style(f"{r.citation}, no. {r.n}", bold=True) + f" — {r.agency or 'agency not stated'}")
+        click.echo(f"  {r.text}")
+        if r.themes:
+            click.echo(f"  themes: {', '.join(r.themes)}")
+    click.echo(f"\n{len(recs)} of {len(every)} recommendations.")
+
+
+@cli.command("eval-recommendations")
+@click.argument(
+    "judged",
+    required=False,
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("eval/recommendations.jsonl"),
+)
+@corpus_index_options
+@click.option("--set", "corpus_set", help="Only the judged lines of this corpus (demo or real).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def eval_recommendations_cmd(ctx, judged, corpus_dir, index_dir, corpus_set, as_json):
+    """Precision and recall of the recommendations register against a judged list
+    (default eval/recommendations.jsonl; see eval/recommendations.md), over the judged reports
+    that the index holds."""
+    from sscp_rag.recommendations import MATCH_OVERLAP, load_judged, register, score_register
+
+    index = _load(_settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir))
+    lines = load_judged(judged, corpus_set)
+    held = [j for j in lines if j["file"] in index.by_file]
+    if not held:
+        raise SscpRagError(f"none of the reports judged in {judged} is in the index {index.settings.index_dir}")
+    score = score_register(register(index), held)
+    if as_json:
+        _echo_json({"version": 1, "judged_file": str(judged), **score.as_dict()})
+        return
+    n_reports = len({j["file"] for j in held})
+    click.echo(
+        f"{n_reports} judged report(s): precision {score.precision:.3f} ({score.matched}/{score.extracted}), "
+        f"recall {score.recall:.3f} ({score.matched}/{score.judged}); agency right {score.agency_accuracy:.3f} "
+        f"({score.agency_right}/{score.agency_checked})"
+    )
+    click.echo(f"(a match: same text, or word overlap >= {MATCH_OVERLAP}, on overlapping pages)")
+    for p in score.per_report:
+        click.echo(f"  {p['file']}: judged {p['judged']}, extracted {p['extracted']}, matched {p['matched']}")
+    for m in score.misses:
+        click.echo(f"missed  {m['file']}: {m['text'][:160]}")
+    for e in score.extras:
+        click.echo(f"extra   {e['file']} p. {e['pages'][0]}: {e['text'][:160]}")
+
+
+@cli.command("brief")
+@click.argument("topic")
+@corpus_index_options
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the briefing to FILE.docx (Word) or FILE.md (Markdown) instead of printing it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/json.md).")
+@click.pass_context
+def brief_cmd(ctx, topic, corpus_dir, index_dir, out, as_json):
+    """A one- to two-page 7 minute briefing on TOPIC (a theme such as "professional curiosity", or
+    a question): What happened, Why it matters, What to do, Further reading; every sentence a
+    verbatim quote cited by report and page."""
+    from sscp_rag.briefing import briefing_to_dict, briefing_to_docx, briefing_to_markdown, build_briefing
+
+    if out is not None and out.suffix.lower() not in (".docx", ".md"):
+        raise click.UsageError(f"--out must end in .docx or .md, not {out.name!r}")
+    if not topic.strip():
+        raise SscpRagError("the topic is empty; give a theme (e.g. 'professional curiosity') or a question")
+    index = _load(_settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir))
+    b = build_briefing(index, topic)
+    if as_json:
+        _echo_json(briefing_to_dict(b))
+        return
+    if out is not None:
+        data = briefing_to_docx(b) if out.suffix.lower() == ".docx" else briefing_to_markdown(b).encode("utf-8")
+        out.write_bytes(data)
+        click.echo(f"Wrote the briefing ({len(b.quotes)} quotes from {len(b.reading)} report(s)) to {out}")
+        return
+    click.echo(click.style(b.title, bold=True))
+    for sec in b.sections:
+        click.echo("\n" + click.style(sec.heading, bold=True))
+        for q in sec.quotes:
+            click.echo(f"  \u201c{q.text}\u201d ({q.citation})")
+    click.echo("\n" + click.style("Further reading", bold=True))
+    for r in b.reading:
+        click.echo(f"  - {r.line}")
+
+
 def main() -> None:
     """Entry point: run the CLI and turn errors into plain messages."""
     try:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from sscp_rag.errors import EvalError
+from sscp_rag.jsonl import JsonLineError, loads_line
 from sscp_rag.records import Hit, page_label
 from sscp_rag.settings import Settings
 
@@ -100,9 +101,11 @@ def _fail(source: str, line: int, msg: str) -> EvalError:
 def parse_question(raw: str, line: int, source: str = "eval set") -> EvalQuestion:
     """Parse and check one JSONL line; raise EvalError naming ``source`` and ``line``."""
     try:
-        d = json.loads(raw)
+        d = loads_line(raw)
     except json.JSONDecodeError as exc:
         raise _fail(source, line, f"not valid JSON ({exc.msg} at column {exc.colno})") from exc
+    except JsonLineError as exc:
+        raise _fail(source, line, str(exc)) from exc
     if not isinstance(d, dict):
         raise _fail(source, line, 'expected a JSON object {"id": ..., "question": ..., ...}')
     missing = [k for k in _REQUIRED if k not in d]
@@ -174,7 +177,8 @@ def load_eval_set(path: Path) -> list[EvalQuestion]:
         raise EvalError(f"eval set {path} does not exist") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise EvalError(f"eval set {path} is unreadable ({exc})") from exc
-    return parse_eval_set(text.splitlines(), str(path))
+    # Lines end at "\n" only: str.splitlines() would also cut at U+2028 or U+0085 inside a string.
+    return parse_eval_set(text.split("\n"), str(path))
 
 
 def check_documents(

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from sscp_rag.errors import EvalError, QueryError
+from sscp_rag.jsonl import JsonLineError, loads_line
 from sscp_rag.records import Answer
 
 VOTES = ("up", "down")
@@ -158,12 +159,19 @@ def load_feedback(path: Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:
+        raise EvalError(f"{path}: unreadable ({exc})") from exc
     records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    # Lines end at "\n" only: str.splitlines() would also cut at U+2028 or U+0085 inside a string.
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = loads_line(line)
+        except JsonLineError as exc:
+            raise EvalError(f"{path}, line {n}: {exc}") from exc
         except ValueError as exc:
             raise EvalError(f"{path}, line {n}: not JSON ({exc})") from exc
         missing = [k for k in (*EVAL_FIELDS, "feedback") if not isinstance(record, dict) or k not in record]
@@ -209,9 +217,13 @@ def append_to_eval_set(lines: Sequence[Mapping[str, Any]], out: Path) -> int:
     out = Path(out)
     have: set[str] = set()
     if out.exists():
-        for line in out.read_text(encoding="utf-8").splitlines():
+        try:
+            text = out.read_text(encoding="utf-8")
+        except (OSError, UnicodeError) as exc:
+            raise EvalError(f"{out}: unreadable ({exc})") from exc
+        for line in text.split("\n"):
             try:
-                have.add(str(json.loads(line).get("id")))
+                have.add(str(loads_line(line).get("id")))
             except (ValueError, AttributeError):
                 continue  # not ours to judge here: `sscp-rag eval` reports malformed lines
     new = [line for line in lines if str(line["id"]) not in have]
