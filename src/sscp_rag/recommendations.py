@@ -481,6 +481,43 @@ class RecommendationFilters:
     text: str | None = None
 
 
+# Agency abbreviations reports use, beside the field's own (sscp_rag.vocabulary).
+_AGENCY_ABBREVIATIONS = {
+    "ccg": ("clinical commissioning group",),
+    "icb": ("integrated care board",),
+    "lscb": ("local safeguarding children board", "safeguarding children board"),
+    "sscp": ("safeguarding children partnership",),
+    "la": ("local authority",),
+    "csp": ("community safety partnership",),
+    "yos": ("youth offending service",),
+}
+
+
+def _agency_forms(query: str) -> list[str]:
+    """The agency as typed plus its abbreviation or spelled-out forms ("CCG" and "clinical
+    commissioning group"), lower case."""
+    from sscp_rag.vocabulary import ABBREVIATIONS
+
+    key = " ".join(query.lower().split())
+    if not key:
+        return []
+    forms = [key]
+    for abbr, long in (*_AGENCY_ABBREVIATIONS.items(), *ABBREVIATIONS.items()):
+        if key == abbr:
+            forms += long
+        elif key in long:
+            forms.append(abbr)
+    return forms
+
+
+def _names_agency(r: Recommendation, form: str) -> bool:
+    """Whether the recommendation's agency, or the subject of its "should", names ``form``."""
+    pattern = rf"\b{re.escape(form)}\b"
+    should = r.text.lower().find(" should ")
+    subject = r.text.lower()[:should] if should > 0 else ""
+    return bool(re.search(pattern, (r.agency or "").lower()) or re.search(pattern, subject))
+
+
 def filter_register(recs: Sequence[Recommendation], f: RecommendationFilters, index=None) -> list[Recommendation]:
     """The recommendations that pass the filters. An unknown theme, an empty year range or an
     unknown report raise QueryError with the valid values."""
@@ -499,17 +536,13 @@ def filter_register(recs: Sequence[Recommendation], f: RecommendationFilters, in
         if doc_id is None:
             raise QueryError(f"unknown report {f.report!r}")
         report = index.docs[doc_id].meta.file
-    agency = (f.agency or "").strip().lower()
+    agency_forms = _agency_forms(f.agency or "")
     words = (f.text or "").strip().lower()
     out = []
     for r in recs:
         if theme and theme not in r.themes:
             continue
-        if (
-            agency
-            and agency not in (r.agency or "").lower()
-            and not re.search(rf"\b{re.escape(agency)}\b", r.text.lower()[: r.text.lower().find(" should ") + 1 or 0])
-        ):
+        if agency_forms and not any(_names_agency(r, form) for form in agency_forms):
             continue
         if f.year_from and (r.year is None or r.year < f.year_from):
             continue
