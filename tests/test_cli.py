@@ -203,6 +203,9 @@ def test_reports_json_and_theme(run):
         (["search", "neglect", "--theme", "astrology"], "error: unknown theme 'astrology'"),
         (["ask", "neglect", "--report", "Child Z"], "error: unknown report 'Child Z'"),
         (["reports", "--theme", "astrology"], "error: unknown theme 'astrology'"),
+        # A pasted wall of names (each once cost a scan of the corpus) is refused by length.
+        (["ask", "What about " + ", ".join(f"Child A{i}" for i in range(400))], "error: the question is 4,"),
+        (["search", "x" * 2001], "error: the query is 2,001 characters long"),
     ],
 )
 def test_bad_input_gives_one_plain_line(monkeypatch, capsys, demo_index, demo_settings, args, message):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from sscp_rag.errors import QueryError
@@ -408,3 +409,22 @@ def test_known_answers_with_rescore(demo_index, question, file, answers):
         for h in hits
         for page, p in answers
     )
+
+
+def test_sentence_cache_returns_every_vector_even_when_a_call_overflows_it(demo_index, monkeypatch):
+    """With a small cap, a call bringing more new sentences than the cache holds (or evicting the
+    ones it then reads back) still returns every vector, equal to the uncached ones."""
+    from sscp_rag import retrieval
+
+    monkeypatch.setattr(retrieval, "SENTENCE_CACHE_SIZE", 3)
+    retrieval.clear_caches(demo_index, everything=True)
+    texts = [f"Sentence number {i} about a health visitor's home visit." for i in range(7)]
+    first = retrieval.sentence_vectors(demo_index, texts[:3])
+    got = retrieval.sentence_vectors(demo_index, texts)  # 4 new ones evict 3 it must still return
+    assert got.shape == (7, demo_index.faiss.d)
+    assert np.allclose(got[:3], first, atol=1e-5)
+    want = demo_index.embedder.encode_live(texts)
+    assert np.allclose(got, want, atol=1e-5)
+    again = retrieval.sentence_vectors(demo_index, texts[::-1])  # repeated and reordered reads
+    assert np.allclose(again, want[::-1], atol=1e-5)
+    retrieval.clear_caches(demo_index, everything=True)

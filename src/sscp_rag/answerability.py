@@ -93,7 +93,9 @@ _FRAME = set(
     happen happened far highlight highlighted identify identified note noted raise raised explain
     explained suggest suggested offer offered outline outlined cover covered address addressed include
     included feature featured deal dealt pick picked think thought ok okay really actually criticise
-    criticised criticize criticized praise praised commend commended""".split()
+    criticised criticize criticized praise praised commend commended wasn didn doesn isn aren weren hasn
+    haven couldn wouldn shouldn don go goes going went gone take takes taking took taken turn turned come came
+    let""".split()
 )
 _MONTHS = "january february march april may june july august september october november december".split()
 _NUMBER_WORDS = set(

@@ -405,15 +405,20 @@ def sentence_vectors(index: Index, texts: Sequence[str]) -> np.ndarray:
     if cache is None:
         cache = OrderedDict()
         index._sentence_vectors = cache  # type: ignore[attr-defined]
-    missing = list(dict.fromkeys(t for t in texts if t not in cache))
-    if missing:
-        for t, v in zip(missing, index.embedder.encode_live(missing)):
-            cache[t] = v
-        while len(cache) > SENTENCE_CACHE_SIZE:
-            cache.popitem(last=False)
     if not texts:
         return np.zeros((0, index.faiss.d), dtype=np.float32)
-    return np.vstack([cache[t] for t in texts])
+    missing = list(dict.fromkeys(t for t in texts if t not in cache))
+    fresh = dict(zip(missing, index.embedder.encode_live(missing))) if missing else {}
+    # The result is taken before anything is evicted: with more new sentences than the cache
+    # holds, eviction would otherwise drop vectors this very call still has to return.
+    out = np.vstack([fresh[t] if t in fresh else cache[t] for t in texts])
+    for t in texts:
+        if t in cache:
+            cache.move_to_end(t)
+    cache.update(fresh)
+    while len(cache) > SENTENCE_CACHE_SIZE:
+        cache.popitem(last=False)
+    return out
 
 
 def _rescore(index: Index, qvec: np.ndarray, fused: dict[int, float], s: Settings, depth: int) -> dict[int, float]:
