@@ -547,6 +547,264 @@ def upload_form(settings: Settings) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Across reviews: theme map, themes over the years, recommendations register, briefing builder
+
+
+def across_tab(index: Index, settings: Settings) -> None:
+    theme_map_section(index)
+    years_section(index)
+    register_section(index)
+    briefing_section(index, settings)
+
+
+def theme_map_section(index: Index) -> None:
+    """A heatmap of themes by reports (passages tagged); a clicked cell, or the two pickers below
+    it, opens that cell's passages with their page citations."""
+    import altair as alt
+    import pandas as pd
+
+    from sscp_rag.thememap import cell_passages, theme_map
+
+    st.subheader("Theme map")
+    m = theme_map(index)
+    if not m.cells:
+        st.info("No passage of any indexed report is tagged with a theme.", icon=":material/grid_off:")
+        return
+    st.caption(
+        "Passages tagged with each theme, report by report (reports in order of review date). "
+        "Click a cell, or choose a theme and a report below, to read its passages."
+    )
+    rows = [
+        {
+            "Theme": theme_label(t),
+            "theme": t,
+            "Report": r.short_title,
+            "file": r.file,
+            "Year": r.year or "n.d.",
+            "Passages": m.count(t, r.file),
+        }
+        for t in m.themes
+        for r in m.reports
+    ]
+    pick = alt.selection_point(name="cell", fields=["theme", "file"], on="click")
+    chart = (
+        alt.Chart(pd.DataFrame(rows))
+        .mark_rect(stroke="white", strokeWidth=1)
+        .encode(
+            x=alt.X(
+                "Report:N",
+                sort=[r.short_title for r in m.reports],
+                title=None,
+                axis=alt.Axis(labelAngle=-40, labelOverlap=False, labelLimit=180),
+            ),
+            y=alt.Y("Theme:N", sort=[theme_label(t) for t in m.themes], title=None, axis=alt.Axis(labelLimit=260)),
+            # an empty cell is grey, so that "no passage" does not read as "a few"
+            color=alt.condition(
+                "datum.Passages > 0",
+                alt.Color("Passages:Q", scale=alt.Scale(scheme="blues"), title="Passages"),
+                alt.value("#f2f2f2"),
+            ),
+            opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55)),
+            tooltip=["Theme", "Report", "Year", "Passages"],
+        )
+        .add_params(pick)
+        .properties(height=28 * len(m.themes) + 60)
+    )
+    event = st.altair_chart(chart, on_select="rerun", key="theme_heatmap", width="stretch")
+    chosen = (getattr(event, "selection", None) or {}).get("cell") or []
+    if chosen and chosen[0].get("theme") in m.themes and chosen[0].get("file") in index.by_file:
+        pair = (chosen[0]["theme"], chosen[0]["file"])
+        if st.session_state.get("heatmap_pick") != pair:  # a new click moves the pickers to it
+            st.session_state["heatmap_pick"] = pair
+            st.session_state["across_theme"], st.session_state["across_report"] = pair
+    files = [r.file for r in m.reports]
+    if "across_theme" not in st.session_state:  # open on the map's largest cell
+        top = max(m.cells, key=lambda c: c.count)
+        st.session_state["across_theme"], st.session_state["across_report"] = top.theme, top.file
+    c1, c2 = st.columns(2)
+    theme = c1.selectbox("Theme", m.themes, format_func=theme_label, key="across_theme")
+    report = c2.selectbox("Report", files, format_func=lambda f: index.by_file[f].meta.short_title, key="across_report")
+    passages = cell_passages(index, theme, report)
+    if not passages:
+        st.caption(
+            md_escape(f"{index.by_file[report].meta.short_title} has no passage tagged with {theme_label(theme)}.")
+        )
+        return
+    st.markdown(
+        f"**{len(passages)} passage{'s' if len(passages) != 1 else ''}** of "
+        f"{md_escape(index.by_file[report].meta.short_title)} on {md_escape(theme_label(theme))}, strongest first"
+    )
+    for i, p in enumerate(passages[:5]):
+        with st.expander(md_escape(f"{p.citation}" + (f" — {p.heading}" if p.heading else "")), expanded=i == 0):
+            st.markdown(md_paragraphs(p.text))
+
+
+def years_section(index: Index) -> None:
+    import altair as alt
+    import pandas as pd
+
+    from sscp_rag.thememap import themes_by_year, trend
+
+    st.subheader("Themes over the years")
+    rows = themes_by_year(index)
+    if not rows or len({r.year for r in rows}) < 2:
+        st.caption("The indexed reports span fewer than two years of review dates.")
+        return
+    totals: dict[str, int] = {}
+    for r in rows:
+        totals[r.theme] = totals.get(r.theme, 0) + r.passages
+    themes = sorted(totals, key=lambda t: -totals[t])
+    shown = st.multiselect("Themes", themes, default=themes[:5], format_func=theme_label, key="years_themes")
+    data = pd.DataFrame(
+        [
+            {
+                "Year": r.year,
+                "Theme": theme_label(r.theme),
+                "Share of that year's reports": r.share,
+                "Reports": r.reports,
+            }
+            for r in rows
+            if r.theme in shown
+        ]
+    )
+    if not data.empty:
+        chart = (
+            alt.Chart(data)
+            .mark_line(point=True)
+            .encode(
+                x=alt.X("Year:O"),
+                y=alt.Y("Share of that year's reports:Q", axis=alt.Axis(format="%")),
+                color=alt.Color("Theme:N"),
+                tooltip=["Year", "Theme", "Reports", alt.Tooltip("Share of that year's reports:Q", format=".0%")],
+            )
+            .properties(height=280)
+        )
+        st.altair_chart(chart, key="years_chart", width="stretch")
+    st.caption(
+        "Trend: the slope of each theme's share of reports a year (rising or falling by more than 2 points a year). "
+        + " · ".join(f"{md_escape(theme_label(t))}: {trend(rows, t)[0]}" for t in shown)
+    )
+
+
+def register_section(index: Index) -> None:
+    from sscp_rag.recommendations import RecommendationFilters, filter_register, register, register_csv, register_docx
+
+    st.subheader("Recommendations register")
+    every = register(index)
+    if not every:
+        st.info("No recommendations were found in the indexed reports.", icon=":material/checklist:")
+        return
+    years = sorted({r.year for r in every if r.year})
+    c1, c2, c3 = st.columns([2, 2, 3])
+    themes = [t for t in THEME_IDS if any(t in r.themes for r in every)]
+    theme = c1.selectbox("Theme", [""] + themes, format_func=lambda t: theme_label(t) if t else "All", key="reg_theme")
+    agency = c2.text_input("Agency", placeholder="e.g. CCG, police", key="reg_agency")
+    if len(years) > 1:
+        y0, y1 = c3.slider("Year", years[0], years[-1], (years[0], years[-1]), key="reg_years")
+    else:
+        y0, y1 = (years[0], years[0]) if years else (None, None)
+    try:
+        recs = filter_register(every, RecommendationFilters(theme or None, agency or None, y0, y1), index)
+    except SscpRagError as exc:
+        st.error(md_escape(str(exc)))
+        return
+    st.markdown(f"**{len(recs)} of {len(every)} recommendations**")
+    if not recs:
+        st.info("No recommendations match these filters.", icon=":material/search_off:")
+        return
+    st.dataframe(
+        [
+            {
+                "Report": r.short_title,
+                "Year": r.year,
+                "No.": r.n,
+                "Pages": page_label(r.page_start, r.page_end),
+                "Agency": r.agency or "",
+                "Themes": ", ".join(theme_label(t) for t in r.themes),
+                "Recommendation": r.text,
+            }
+            for r in recs
+        ],
+        hide_index=True,
+        height=table_height(len(recs), 12),
+        key="register_table",
+    )
+    row = st.container(horizontal=True)
+    row.download_button(
+        "CSV",
+        data=register_csv(recs),
+        file_name="recommendations.csv",
+        mime="text/csv",
+        key="reg_csv",
+        on_click="ignore",
+        icon=":material/table:",
+    )
+    row.download_button(
+        "Word",
+        data=lambda: register_docx(recs),
+        file_name="recommendations.docx",
+        mime="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        key="reg_docx",
+        on_click="ignore",
+        icon=":material/article:",
+    )
+
+
+def briefing_section(index: Index, settings: Settings) -> None:
+    from sscp_rag.briefing import HEADINGS, briefing_to_docx, briefing_to_markdown, build_briefing
+
+    st.subheader("Briefing builder")
+    st.caption(
+        "A one- to two-page 7 minute briefing on a theme or a question: every sentence is a quote from a "
+        "report, cited by report and page."
+    )
+    with st.form("briefing_form", border=False):
+        topic = st.text_input("Theme or question", placeholder="e.g. professional curiosity", key="brief_topic")
+        go = st.form_submit_button("Build the briefing", icon=":material/summarize:")
+    if go:
+        try:
+            with st.spinner("Building the briefing…"):
+                b = build_briefing(index, topic, settings)
+        except SscpRagError as exc:
+            st.error(md_escape(str(exc)))
+            return
+        st.session_state["briefing"] = {"briefing": b, "markdown": briefing_to_markdown(b), "docx": None}
+    saved = st.session_state.get("briefing")
+    if not saved:
+        return
+    b = saved["briefing"]
+    with st.container(border=True):
+        st.markdown(f"#### {md_escape(b.title)}")
+        for sec in b.sections:
+            st.markdown(f"**{sec.heading}**")
+            if sec.quotes:
+                st.markdown(
+                    "\n>\n".join(f"> \u201c{md_escape(q.text)}\u201d ({md_escape(q.citation)})" for q in sec.quotes)
+                )
+        st.markdown(f"**{HEADINGS[3]}**")
+        st.markdown("\n".join(f"- {md_escape(r.line)}" for r in b.reading))
+    row = st.container(horizontal=True)
+    row.download_button(
+        "Word",
+        data=lambda: briefing_to_docx(b),
+        file_name="briefing.docx",
+        mime="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        key="brief_docx",
+        on_click="ignore",
+        icon=":material/article:",
+    )
+    row.download_button(
+        "Markdown",
+        data=saved["markdown"],
+        file_name="briefing.md",
+        mime="text/markdown",
+        key="brief_md",
+        on_click="ignore",
+        icon=":material/description:",
+    )
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def main() -> None:
@@ -563,12 +821,14 @@ def main() -> None:
     index = open_index(settings)
     if index is None:
         return
-    ask, find, library = st.tabs(["Ask", "Search", "Library"])
+    ask, find, across, library = st.tabs(["Ask", "Search", "Across reviews", "Library"])
     try:
         with ask:
             ask_tab(index, settings)
         with find:
             search_tab(index, settings)
+        with across:
+            across_tab(index, settings)
         with library:
             library_tab(index, settings)
     except SscpRagError as exc:  # never a traceback for a domain error

@@ -1,9 +1,10 @@
-"""Screenshots of the app's three tabs for the README, taken in Debian's headless Chromium.
+"""Screenshots of the app's four tabs for the README, taken in Debian's headless Chromium.
 
     python scripts/screenshots.py [--index DIR] [--corpus DIR] [--out docs/screenshots]
 
 Starts the app on 127.0.0.1 against the index (default: index/, or SSCP_RAG_INDEX_DIR), asks a
-question, searches, opens the library, and saves ask.png, search.png and library.png. It prints
+question, searches, opens Across reviews and the library, and saves ask.png, search.png,
+across.png and library.png. It prints
 how long the server took to become healthy and the first answer to appear.
 """
 
@@ -122,12 +123,19 @@ def take(index_dir: Path, corpus_dir: Path | None, out: Path) -> None:
             wait_idle(driver)
             driver.save_screenshot(str(out / "search.png"))
 
+            open_tab(driver, "Across reviews")
+            WebDriverWait(driver, 120).until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stVegaLiteChart"]')
+            )
+            wait_idle(driver)
+            driver.save_screenshot(str(out / "across.png"))
+
             open_tab(driver, "Library")
             wait_idle(driver)
             driver.save_screenshot(str(out / "library.png"))
         finally:
             driver.quit()
-    for name in ("ask.png", "search.png", "library.png"):
+    for name in ("ask.png", "search.png", "across.png", "library.png"):
         shrink_png(out / name)
         print(out / name)
 
