@@ -69,7 +69,10 @@ def _filters(types, themes, year_from, year_to, reports):
 
 
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    from sscp_rag.display import raw_stream
+
+    # JSON escapes control characters itself, and must stay exact: around the terminal filter.
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False), file=raw_stream(sys.stdout))
 
 
 def _load(settings: Settings):
@@ -686,7 +689,16 @@ def brief_cmd(ctx, topic, corpus_dir, index_dir, out, as_json):
 
 
 def main() -> None:
-    """Entry point: run the CLI and turn errors into plain messages."""
+    """Entry point: run the CLI and turn errors into plain messages. Escape sequences and control
+    characters in what is printed (report text, titles and file names come from PDFs) are dropped
+    before they reach the terminal."""
+    from sscp_rag.display import safe_terminal
+
+    with safe_terminal():
+        _main()
+
+
+def _main() -> None:
     try:
         cli(standalone_mode=False, prog_name="sscp-rag")
     except click.exceptions.Abort:

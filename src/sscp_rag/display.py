@@ -1,17 +1,27 @@
-"""Inert Markdown for showing corpus text in the app: no HTML, links, emphasis or layout from a PDF.
+"""Inert Markdown for showing corpus text in the app: no HTML, links, emphasis or layout from a PDF;
+and inert text for terminals: no escape sequences from a PDF.
 
 Report text is untrusted: a PDF can hold ``<script>``, ``[links](http://...)``, ``**emphasis**``,
 ``# headings``, ``$maths$`` or lines that Markdown would turn into lists and rules. Every ASCII
 punctuation character is backslash-escaped (CommonMark renders an escaped character literally) and
 line starts are de-indented, so the text shows exactly as written. Highlighting of query terms is
 added *after* escaping, as markup this module writes itself.
+
+In a terminal, the danger is escape sequences: text from a PDF (a file name, a title, a passage)
+could set the clipboard (OSC 52), retitle the window, rewrite what is on screen or hide text.
+:func:`terminal_safe` drops every escape sequence and control character except tab and newline
+(and the bold on/off that the CLI writes itself), and :func:`safe_terminal` puts it in front of
+``sys.stdout`` and ``sys.stderr`` while the CLI runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import string
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO
 
 _PUNCT = frozenset(string.punctuation)
 # Streamlit renders ``:color-background[...]``; the term inside is escaped text.
@@ -107,3 +117,69 @@ def snippet(text: str, terms: Iterable[str], width: int = 600) -> str:
         space = flat.rfind(" ", start, end)
         end = space if space > start else end
     return ("\u2026 " if start else "") + flat[start:end] + (" \u2026" if end < len(flat) else "")
+
+
+# --------------------------------------------------------------------------------------------
+# terminals
+
+_TERMINAL_RE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: cursor moves, colours, erase, ...
+    r"|\x1b[\]PX^_].*?(?:\x07|\x1b\\|\x9c|$)"  # OSC (clipboard, title, links), DCS, SOS, PM, APC
+    r"|\x1b[ -/]*[0-~]"  # the other escape sequences
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]",  # control characters (C0 but tab and newline, DEL, C1), a lone ESC
+    re.DOTALL,
+)
+_OWN_STYLES = frozenset({"\x1b[1m", "\x1b[0m", "\x1b[22m"})  # click.style(bold=True) and resets
+_PROGRESS = frozenset({"\x1b[A", "\r"})  # tqdm redraws its bars: back to the line start, up a line
+
+
+def terminal_safe(text: str, keep: frozenset[str] = frozenset()) -> str:
+    """``text`` without escape sequences and control characters other than tab and newline,
+    except the sequences (or characters) in ``keep``."""
+    return _TERMINAL_RE.sub(lambda m: m.group(0) if m.group(0) in keep else "", text)
+
+
+class SafeTerminalStream:
+    """A text stream that passes everything written to it through :func:`terminal_safe`.
+
+    It has no ``buffer``, so nothing (click looks for one) can write around it; ``raw`` is the
+    stream underneath, for output that must stay byte-exact (JSON escapes control characters)."""
+
+    def __init__(self, raw: TextIO, keep: frozenset[str] = _OWN_STYLES):
+        self.raw = raw
+        self._keep = keep
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self.raw.write(terminal_safe(text, self._keep))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "buffer":
+            raise AttributeError(name)
+        return getattr(self.raw, name)
+
+
+@contextlib.contextmanager
+def safe_terminal() -> Iterator[None]:
+    """While inside, ``sys.stdout`` and ``sys.stderr`` drop escape sequences and control
+    characters (stderr keeps what progress bars need: carriage return and cursor-up)."""
+    out, err = sys.stdout, sys.stderr
+    if out is not None:
+        sys.stdout = SafeTerminalStream(out)  # type: ignore[assignment]
+    if err is not None:
+        sys.stderr = SafeTerminalStream(err, _OWN_STYLES | _PROGRESS)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def raw_stream(stream: Any) -> Any:
+    """The stream under a SafeTerminalStream (or ``stream`` itself)."""
+    return getattr(stream, "raw", stream) if isinstance(stream, SafeTerminalStream) else stream
