@@ -420,3 +420,21 @@ def test_fuzzed_pdfs_are_skipped_by_ingest_with_a_reason(tmp_path: Path, embedde
     for file, reason in summary.skipped:
         assert reason and "\n" not in reason, (file, reason)
     assert {s["file"] for s in read_manifest(settings.index_dir)["skipped"]} == {f for f, _ in summary.skipped}
+
+
+@pytest.mark.slow
+def test_data_folders_left_by_a_killed_cleanup_are_removed_by_the_next_run(tmp_path: Path, embedder: Embedder) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    pm.simple_report(corpus / "scr-child-q.pdf", "good", "Serious Case Review: Child Q", paragraphs=3)
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+    build_index(settings, progress=False, embedder=embedder)
+    current = read_manifest(settings.index_dir)["data_dir"]
+    # what a kill during the clean-up of an earlier build leaves: part of a data folder, and a temp build
+    half = settings.index_dir / "data-20240101000000-dead00"
+    (half / "bm25").mkdir(parents=True)
+    (half / "bm25" / "params.index.json").write_text("{}")
+    (settings.index_dir / "data-20240101000001-beef00.tmp").mkdir()
+    again = build_index(settings, progress=False, embedder=embedder)
+    assert again.up_to_date  # nothing to build, and still cleaned
+    assert [p.name for p in settings.index_dir.glob("data-*")] == [current]

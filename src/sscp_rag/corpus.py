@@ -14,9 +14,10 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sscp_rag.errors import CorpusError, SscpRagError
 from sscp_rag.records import REVIEW_TYPES, DocumentMeta
@@ -34,6 +35,7 @@ class CorpusFile:
     rel: str  # relative to the corpus root, forward slashes
     sha256: str
     size: int
+    mtime_ns: int = 0
 
 
 def sha256_file(path: Path) -> str:
@@ -44,10 +46,16 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def list_pdfs(root: Path) -> list[CorpusFile]:
-    """Every ``*.pdf`` under root (case-insensitive), sorted, with its hash."""
+def list_pdfs(root: Path, known: Mapping[str, Mapping[str, Any]] | None = None) -> list[CorpusFile]:
+    """Every ``*.pdf`` under root (case-insensitive), sorted, with its hash.
+
+    ``known`` (see :func:`known_files`) maps a file to what an earlier listing recorded of it
+    (``sha256``, ``size``, ``mtime_ns``): a file whose size and modification time are unchanged
+    keeps its recorded hash instead of being read again, as ``make`` and ``rsync`` judge files.
+    """
     if not root.is_dir():
         raise CorpusError(f"corpus folder {root} does not exist")
+    known = known or {}
     files = []
     for p in sorted(root.rglob("*")):
         if (
@@ -55,8 +63,27 @@ def list_pdfs(root: Path) -> list[CorpusFile]:
             and p.suffix.lower() == ".pdf"
             and not any(part.startswith(".") for part in p.relative_to(root).parts)
         ):
-            files.append(CorpusFile(p, p.relative_to(root).as_posix(), sha256_file(p), p.stat().st_size))
+            rel = p.relative_to(root).as_posix()
+            st = p.stat()
+            seen = known.get(rel) or {}
+            same = seen.get("sha256") and (seen.get("size"), seen.get("mtime_ns")) == (st.st_size, st.st_mtime_ns)
+            sha = str(seen["sha256"]) if same else sha256_file(p)
+            files.append(CorpusFile(p, rel, sha, st.st_size, st.st_mtime_ns))
     return files
+
+
+def known_files(index_manifest: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    """The files an index manifest records (ingested and skipped), for :func:`list_pdfs`."""
+    if not isinstance(index_manifest, Mapping):
+        return {}
+    out: dict[str, Mapping[str, Any]] = {}
+    files = index_manifest.get("files")
+    if isinstance(files, Mapping):
+        out.update((str(f), e) for f, e in files.items() if isinstance(e, Mapping))
+    skipped = index_manifest.get("skipped")
+    if isinstance(skipped, list):
+        out.update((str(e["file"]), e) for e in skipped if isinstance(e, Mapping) and "file" in e)
+    return out
 
 
 def load_manifests(root: Path) -> dict[str, DocumentMeta]:

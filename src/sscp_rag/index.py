@@ -7,8 +7,10 @@ Layout of ``index_dir``::
 
 A build writes a new ``data-<id>`` folder beside the current one and only then replaces
 ``manifest.json`` (an atomic rename), so a crash, kill or Ctrl-C mid-build leaves the previous
-index loadable. Unchanged files are copied from the previous build and embeddings are cached by
-text, so only new or changed files are re-embedded.
+index loadable; data folders that no manifest names (left by a build or a clean-up that was
+killed) are removed by the next run. Unchanged files are copied from the previous build and
+embeddings are cached by text, so only new or changed files are re-embedded. A file whose size and
+modification time match the manifest's record keeps its recorded sha256 (it is not read to hash).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from tqdm import tqdm
 from sscp_rag import __version__
 from sscp_rag import store as st
 from sscp_rag.chunking import DocText, chunk_document, join_pages, make_splitter
-from sscp_rag.corpus import CorpusFile, folder_lock, infer_meta, list_pdfs, load_manifests
+from sscp_rag.corpus import CorpusFile, folder_lock, infer_meta, known_files, list_pdfs, load_manifests
 from sscp_rag.embedding import Embedder
 from sscp_rag.errors import (
     ConfigError,
@@ -241,11 +243,16 @@ def build_index(
     """
     t0 = time.perf_counter()
     corpus, index_dir = Path(settings.corpus_dir), Path(settings.index_dir)
-    files = list_pdfs(corpus)
+    try:
+        previous = read_manifest(index_dir)
+    except IndexCorruptError:
+        previous = None
+    files = list_pdfs(corpus, known_files(previous))
     if not files:
         raise CorpusError(f"no PDF files found in {corpus}")
     manifests = load_manifests(corpus)
     sha_of = {f.rel: f.sha256 for f in files}
+    stat_of = {f.rel: f for f in files}
     summary = IngestSummary(files=len(files), index_dir=str(index_dir))
     if embedder is not None and (embedder.settings.model_name, embedder.settings.embed_backend) != (
         settings.model_name,
@@ -255,6 +262,7 @@ def build_index(
 
     with _build_lock(index_dir):
         old = read_manifest(index_dir)
+        remove_orphans(index_dir, old)
         old_conn = _open_previous(index_dir, old, settings)
         if old_conn is not None and _unchanged(old, files, manifests):
             summary.up_to_date = True
@@ -300,18 +308,36 @@ def build_index(
             "dims": dims,
             "chunking": {"chunk_tokens": settings.chunk_tokens, "chunk_overlap": settings.chunk_overlap},
             "code_version": __version__,
-            "files": summary_files(final_dir),
-            "skipped": [{"file": f, "reason": r, "sha256": sha_of.get(f)} for f, r in summary.skipped],
+            "files": {f: {**entry, **_stat(stat_of.get(f))} for f, entry in summary_files(final_dir).items()},
+            "skipped": [
+                {"file": f, "reason": r, "sha256": sha_of.get(f), **_stat(stat_of.get(f))} for f, r in summary.skipped
+            ],
             "counts": {"documents": summary.documents, "pages": summary.pages, "chunks": summary.chunks},
             "last_run": summary.as_dict(),
         }
         tmp_manifest = index_dir / (MANIFEST + ".tmp")
         tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp_manifest, index_dir / MANIFEST)
-        for stale in index_dir.glob("data-*"):
-            if stale.name != final_dir.name:
-                shutil.rmtree(stale, ignore_errors=True)
+        remove_orphans(index_dir, manifest)
     return summary
+
+
+def _stat(f: CorpusFile | None) -> dict[str, int]:
+    """What lets the next listing trust a file's recorded sha256 without reading the file."""
+    return {"size": f.size, "mtime_ns": f.mtime_ns} if f is not None else {}
+
+
+def remove_orphans(index_dir: Path, manifest: dict[str, Any] | None) -> list[str]:
+    """Delete every data folder that ``manifest`` does not name: earlier builds, half-built ones
+    (``.tmp``) and half-deleted ones (a kill during clean-up). Run with the build lock held, so no
+    build is writing one of them. Returns the names removed."""
+    keep = str((manifest or {}).get("data_dir", ""))
+    removed = []
+    for stale in sorted(index_dir.glob("data-*")):
+        if stale.name != keep and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+            removed.append(stale.name)
+    return removed
 
 
 def _prepare_questions(embedder: Embedder, progress: bool) -> None:
@@ -653,7 +679,7 @@ def corpus_changes(settings: Settings, manifest: dict[str, Any]) -> str:
         **{f: v["sha256"] for f, v in manifest.get("files", {}).items()},
         **{s["file"]: s.get("sha256") for s in manifest.get("skipped", [])},
     }
-    current = {f.rel: f.sha256 for f in list_pdfs(corpus)}
+    current = {f.rel: f.sha256 for f in list_pdfs(corpus, known_files(manifest))}
     added = len(set(current) - set(indexed))
     removed = len(set(indexed) - set(current))
     changed = sum(1 for f in set(current) & set(indexed) if indexed[f] and current[f] != indexed[f])
