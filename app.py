@@ -62,8 +62,10 @@ def get_index(settings_key: str, data_dir: str, _settings: Settings) -> Index:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def page_image(path: str, mtime: float, page: int) -> bytes:
-    return page_png(Path(path), page)
+def page_image(path: str, mtime: float, page: int, budget: tuple[float, int, int]) -> bytes:
+    """The page as PNG, rendered within ``budget`` (render_timeout, render_memory_mb, max_pages)."""
+    timeout, max_mb, max_pages = budget
+    return page_png(Path(path), page, timeout=timeout, max_mb=max_mb, max_pages=max_pages)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -190,7 +192,8 @@ def show_source(
         st.caption(f"In the whole report, go to page {p0} (the page number of the PDF file).")
     with right:
         try:
-            st.image(page_image(str(path), mtime, p0), caption=f"Page {p0} of {path.name}")
+            budget = (settings.render_timeout, settings.render_memory_mb, settings.max_pages)
+            st.image(page_image(str(path), mtime, p0, budget), caption=md_escape(f"Page {p0} of {path.name}"))
         except SscpRagError as exc:
             st.caption(md_escape(str(exc)))
 
@@ -224,13 +227,23 @@ def ask_tab(index: Index, settings: Settings) -> None:
                 except SscpRagError as exc:
                     st.error(md_escape(str(exc)))
                     return
-                turns.append(
-                    {"answer": ans, "markdown": answer_to_markdown(ans), "docx": answer_to_docx(ans), "feedback": None}
-                )
+                turns.append({"answer": ans, **exports(ans), "feedback": None})
                 show_answer(index, settings, turns[-1], len(turns) - 1)
     if turns and st.button("Start a new conversation", icon=":material/restart_alt:", key="clear_chat"):
         st.session_state["turns"] = []
         st.rerun()
+
+
+def exports(ans: Answer) -> dict:
+    """The answer's Markdown and Word exports; one that fails is left out with its reason, so the
+    answer itself is never lost."""
+    out: dict = {"markdown": None, "docx": None, "export_errors": []}
+    for key, make in (("markdown", answer_to_markdown), ("docx", answer_to_docx)):
+        try:
+            out[key] = make(ans)
+        except Exception as exc:  # noqa: BLE001 - an export must not cost the user the answer
+            out["export_errors"].append(f"The {key} export failed ({type(exc).__name__}: {exc})")
+    return out
 
 
 def show_turn(index: Index, settings: Settings, turn: dict, i: int) -> None:
@@ -263,6 +276,9 @@ def show_answer(index: Index, settings: Settings, turn: dict, i: int) -> None:
         if ans.synthesis:
             st.markdown("**Summary** (generated, checked against the sources)")
             st.markdown(md_paragraphs(ans.synthesis))
+        if ans.partial_note:
+            st.warning(md_escape(ans.partial_note), icon=":material/rule:")
+            st.caption(md_escape(f"Why: {ans.why}"))
         st.markdown(ans.message)
         for sec in ans.sections:
             lines = [f"**{md_escape(sec.short_title)}**", ""]
@@ -276,9 +292,6 @@ def show_answer(index: Index, settings: Settings, turn: dict, i: int) -> None:
                 st.caption(md_escape(s.title))
                 show_source(
                     index, settings, s.file, s.page_start, s.page_end, s.passage, terms_of(s.passage), f"{i}_s{s.n}"
-        if ans.partial_note:
-            st.warning(md_escape(ans.partial_note), icon=":material/rule:")
-            st.caption(md_escape(f"Why: {ans.why}"))
                 )
     export_and_feedback(index, settings, turn, i)
 
@@ -288,26 +301,31 @@ def export_and_feedback(index: Index, settings: Settings, turn: dict, i: int) ->
     stem = f"answer-{i + 1}"
     row = st.container(horizontal=True, vertical_alignment="center")
     row.caption("Export this answer:")
-    row.download_button(
-        "Markdown",
-        data=turn["markdown"],
-        file_name=f"{stem}.md",
-        mime="text/markdown",
-        key=f"md_{i}",
-        on_click="ignore",
-        icon=":material/description:",
-    )
-    row.download_button(
-        "Word",
-        data=turn["docx"],
-        file_name=f"{stem}.docx",
-        key=f"docx_{i}",
-        on_click="ignore",
-        mime="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        icon=":material/article:",
-    )
-    with row.popover("Preview", icon=":material/visibility:"):
-        st.code(turn["markdown"], language="markdown", wrap_lines=True)
+    if turn.get("markdown") is not None:
+        row.download_button(
+            "Markdown",
+            data=turn["markdown"],
+            file_name=f"{stem}.md",
+            mime="text/markdown",
+            key=f"md_{i}",
+            on_click="ignore",
+            icon=":material/description:",
+        )
+    if turn.get("docx") is not None:
+        row.download_button(
+            "Word",
+            data=turn["docx"],
+            file_name=f"{stem}.docx",
+            key=f"docx_{i}",
+            on_click="ignore",
+            mime="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            icon=":material/article:",
+        )
+    if turn.get("markdown") is not None:
+        with row.popover("Preview", icon=":material/visibility:"):
+            st.code(turn["markdown"], language="markdown", wrap_lines=True)
+    for problem in turn.get("export_errors", ()):
+        st.caption(md_escape(problem))
     if turn.get("feedback"):
         st.caption(turn["feedback"])
         return
@@ -535,7 +553,10 @@ def upload_form(settings: Settings) -> None:
             "source_url": url,
         }
         try:
-            meta = add_pdf(Path(settings.corpus_dir), pdf.name, pdf.getvalue(), entry, replace=replace)
+            with st.spinner("Checking the PDF…"):
+                meta = add_pdf(
+                    Path(settings.corpus_dir), pdf.name, pdf.getvalue(), entry, replace=replace, settings=settings
+                )
         except SscpRagError as exc:
             st.error(md_escape(str(exc)))
             return

@@ -320,3 +320,75 @@ def _assert_inert(at: AppTest) -> None:
     plain = " ".join(" ".join(md_unescape(v).split()) for v in shown)
     assert "<script>alert(1)</script>" in plain
     assert "**bold** [link](http://x)" in plain
+
+
+# --------------------------------------------------------------------------------------------
+# hostile input (see also tests/test_hostile.py)
+
+
+def _captions(at: AppTest) -> list[str]:
+    return [img.caption for el in at.get("image") for img in el.proto.imgs]
+
+
+def test_file_names_in_captions_are_escaped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, embedder) -> None:
+    """A corpus file named with a Markdown link must not become a live link under its page image."""
+    from sscp_rag.index import build_index
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    name = "[click here](https:evil.example) **Child Q**.pdf"  # no "/": it is a file name
+    _evil_pdf(corpus / name)
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+    build_index(settings, progress=False, embedder=embedder)
+    monkeypatch.setenv("SSCP_RAG_CORPUS_DIR", str(corpus))
+    monkeypatch.setenv("SSCP_RAG_INDEX_DIR", str(settings.index_dir))
+    monkeypatch.setenv("SSCP_RAG_FEEDBACK_PATH", str(tmp_path / "feedback.jsonl"))
+    at = new_app().run()
+    _ask(at, "What did the health visitor notes say about school absence?")
+    captions = _captions(at)
+    assert captions, "no page image shown"
+    for caption in captions:
+        assert "](" not in caption and "**" not in caption, caption  # no live link or emphasis
+        assert re.fullmatch(r"Page \d+ of " + re.escape(name), md_unescape(caption)), caption
+
+
+def test_control_characters_in_a_question_and_a_failing_export_lose_no_answer(
+    demo_app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sscp_rag.export as export_mod
+
+    def word_buttons() -> int:
+        return sum(b.label == "Word" for b in at.get("download_button"))
+
+    at = new_app().run()
+    before = word_buttons()  # (other tabs may offer Word downloads too)
+    _ask(at, "What did reviews say about\x0b neglect?\x07")  # Word cannot hold \x0b or \x07
+    turn = at.session_state["turns"][0]
+    assert turn["docx"][:2] == b"PK" and turn["markdown"]
+    assert word_buttons() == before + 1
+
+    def broken(ans):
+        raise ValueError("All strings must be XML compatible")
+
+    monkeypatch.setattr(export_mod, "answer_to_docx", broken)  # any export failure, not just that one
+    _ask(at, "What is the learning about co-sleeping on a sofa?")
+    turns = at.session_state["turns"]
+    assert len(turns) == 2 and turns[1]["docx"] is None and turns[1]["markdown"]  # the answer is kept
+    assert any("The docx export failed" in md_unescape(c.value) for c in at.caption)
+    assert word_buttons() == before + 1  # the first turn's still, none for the second
+
+
+def test_library_reruns_do_not_read_the_corpus_pdfs_again(demo_app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Library tab checks whether the corpus changed on every rerun: by size and modification
+    time, not by hashing every PDF again."""
+    import sscp_rag.corpus as corpus_mod
+
+    read: list[Path] = []
+    real = corpus_mod.sha256_file
+    monkeypatch.setattr(corpus_mod, "sha256_file", lambda path: read.append(path) or real(path))
+    at = new_app().run()
+    _no_exception(at)
+    at.run()
+    _no_exception(at)
+    assert not any("corpus has changed" in w.value for w in at.warning)
+    assert read == []
