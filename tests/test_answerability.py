@@ -167,3 +167,29 @@ def test_reliability_curve_counts_declines_below_each_threshold():
     curve = reliability(rows, [0.1, 0.5, 1.0])
     assert curve["unanswerable"] == pytest.approx([1 / 3, 2 / 3, 1.0])
     assert curve["answerable"] == pytest.approx([0.0, 0.5, 1.0])
+
+
+@pytest.mark.slow
+def test_the_app_shows_why_an_answer_was_declined_or_limited(monkeypatch, small_index):
+    from streamlit.testing.v1 import AppTest
+    from test_app import APP
+
+    from sscp_rag.display import md_unescape
+
+    monkeypatch.setenv("SSCP_RAG_INDEX_DIR", str(small_index.settings.index_dir))
+    monkeypatch.setenv("SSCP_RAG_CORPUS_DIR", str(small_index.settings.corpus_dir))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.chat_input(key="ask_input").set_value("What do the reviews say about FGM?").run()
+    assert not at.exception
+    assert any("No indexed report mentions \u2018FGM\u2019" in md_unescape(i.value) for i in at.info)
+    assert any(md_unescape(c.value).startswith("Why: in no indexed report: FGM") for c in at.caption)
+    assert any("Possibly related" in m.value for m in at.markdown)
+
+    at.chat_input(key="ask_input").set_value(
+        "What do the reviews say about co-sleeping and the family's pet dog?"
+    ).run()
+    assert not at.exception
+    ans = at.session_state["turns"][1]["answer"]
+    assert ans.decision.status == "partial" and ans.quotes
+    assert any("\u2018pet dog\u2019" in md_unescape(w.value) for w in at.warning)
+    assert "pet dog" in at.session_state["turns"][1]["markdown"]  # the export carries the note

@@ -205,7 +205,7 @@ def test_reports_json_and_theme(run):
         (["reports", "--theme", "astrology"], "error: unknown theme 'astrology'"),
         # A pasted wall of names (each once cost a scan of the corpus) is refused by length.
         (["ask", "What about " + ", ".join(f"Child A{i}" for i in range(400))], "error: the question is 4,"),
-        (["search", "x" * 2001], "error: the query is 2,001 characters long"),
+        (["search", "x" * 4001], "error: the query is 4,001 characters long"),
     ],
 )
 def test_bad_input_gives_one_plain_line(monkeypatch, capsys, demo_index, demo_settings, args, message):

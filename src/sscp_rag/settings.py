@@ -125,7 +125,9 @@ class Settings:
         "to be given; below it the answer declines and says why. Chosen as the model is: on the eval sets, the "
         "highest abstention recall within 3% false abstentions; held-out figures in eval/reports/answerability.md.",
     )
-    max_question_chars: int = _f(2000, "Longest question accepted, in characters.")
+    max_question_chars: int = _f(
+        4000, "Longest question or search query accepted, in characters (the longest CISI query is 2,034)."
+    )
 
     # --- optional LLM synthesis ------------------------------------------------------------
     llm_base_url: str = _f(
