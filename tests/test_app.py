@@ -72,7 +72,7 @@ def demo_app_env(monkeypatch: pytest.MonkeyPatch, demo_index: Index, demo_settin
 def test_ask_gives_a_cited_answer_a_followup_and_exports(demo_app_env: Path, demo_index: Index) -> None:
     at = new_app().run()
     _no_exception(at)
-    assert [t.label for t in at.tabs] == ["Ask", "Search", "Library"]
+    assert [t.label for t in at.tabs] == ["Ask", "Search", "Across reviews", "Library"]
 
     _ask(at, "What did reviews say about neglect?")
     turn = at.session_state["turns"][0]
@@ -261,7 +261,7 @@ def test_corpus_text_is_inert_and_the_library_builds_uploads_and_reingests(
     assert any("No index to search yet" in w.value for w in at.warning)
     next(b for b in at.button if b.label == "Build the index now").click().run()
     _no_exception(at)
-    assert [t.label for t in at.tabs] == ["Ask", "Search", "Library"]
+    assert [t.label for t in at.tabs] == ["Ask", "Search", "Across reviews", "Library"]
     assert any("Index rebuilt: 1 documents" in s.value for s in at.success)
 
     # search: the passage holding <script> and Markdown is shown as escaped text, terms highlighted

@@ -1,6 +1,7 @@
 """End to end in a real browser: Debian's headless Chromium, driven by Selenium through Debian's
 chromedriver, asks the app (served by `streamlit run` on 127.0.0.1) a question and checks the
-cited answer and its page image."""
+cited answer and its page image, then opens Across reviews: clicks a cell of the theme heatmap,
+which opens its passages, and finds a row of the recommendations register."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
@@ -82,6 +84,35 @@ def test_browser_asks_and_gets_a_cited_answer_with_page_image(
             assert driver.save_screenshot(str(shot))
             assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             # nothing from the page escaped as an error
+            assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+
+            # Across reviews: the theme heatmap; clicking a cell opens its passages; a register row
+            next(t for t in driver.find_elements(By.CSS_SELECTOR, '[role="tab"]') if t.text == "Across reviews").click()
+            cell = WebDriverWait(driver, 120).until(
+                lambda d: next(
+                    (
+                        m
+                        for m in d.find_elements(By.CSS_SELECTOR, '[data-testid="stVegaLiteChart"] path[aria-label]')
+                        if "Report: SCR Child D;" in (m.get_attribute("aria-label") or "")
+                        and "Theme: Neglect;" in m.get_attribute("aria-label")
+                    ),
+                    False,
+                )
+            )
+            assert "Passages: " in cell.get_attribute("aria-label")
+            ActionChains(driver).move_to_element(cell).click().perform()
+            WebDriverWait(driver, 60).until(
+                lambda d: "passages of SCR Child D on Neglect" in d.find_element(By.TAG_NAME, "body").text
+            )
+            WebDriverWait(driver, 60).until(
+                lambda d: any(
+                    "should" in (c.text or c.get_attribute("textContent") or "")
+                    for c in d.find_elements(
+                        By.CSS_SELECTOR, '[data-testid="stDataFrame"] td, [data-testid^="glide-cell"]'
+                    )
+                )
+            )
+            assert driver.save_screenshot(str(tmp_path / "across.png"))
             assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
         finally:
             driver.quit()

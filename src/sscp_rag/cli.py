@@ -472,7 +472,7 @@ def settings_cmd(markdown):
 
 def _one_format(as_json: bool, as_csv: bool) -> None:
     if as_json and as_csv:
-        raise click.UsageError("give --json or --csv, not both")
+        raise SscpRagError("give --json or --csv, not both")
 
 
 @cli.command("themes")
@@ -574,7 +574,7 @@ def recommendations_cmd(ctx, corpus_dir, index_dir, theme, agency, year_from, ye
 
     _one_format(as_json, as_csv)
     if out is not None and out.suffix.lower() not in (".docx", ".csv"):
-        raise click.UsageError(f"--out must end in .docx or .csv, not {out.name!r}")
+        raise SscpRagError(f"--out must end in .docx or .csv, not {out.name!r}")
     index = _load(_settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir))
     every = register(index)
     recs = filter_register(every, RecommendationFilters(theme, agency, year_from, year_to, report), index)
@@ -665,7 +665,7 @@ def brief_cmd(ctx, topic, corpus_dir, index_dir, out, as_json):
     from sscp_rag.briefing import briefing_to_dict, briefing_to_docx, briefing_to_markdown, build_briefing
 
     if out is not None and out.suffix.lower() not in (".docx", ".md"):
-        raise click.UsageError(f"--out must end in .docx or .md, not {out.name!r}")
+        raise SscpRagError(f"--out must end in .docx or .md, not {out.name!r}")
     if not topic.strip():
         raise SscpRagError("the topic is empty; give a theme (e.g. 'professional curiosity') or a question")
     index = _load(_settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir))
