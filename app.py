@@ -681,7 +681,7 @@ def years_section(index: Index) -> None:
             {
                 "Year": r.year,
                 "Theme": theme_label(r.theme),
-                "Share of that year's reports": r.share,
+                "Share of reports": r.share,
                 "Reports": r.reports,
             }
             for r in rows
@@ -694,9 +694,9 @@ def years_section(index: Index) -> None:
             .mark_line(point=True)
             .encode(
                 x=alt.X("Year:O"),
-                y=alt.Y("Share of that year's reports:Q", axis=alt.Axis(format="%")),
+                y=alt.Y("Share of reports:Q", axis=alt.Axis(format="%")),
                 color=alt.Color("Theme:N"),
-                tooltip=["Year", "Theme", "Reports", alt.Tooltip("Share of that year's reports:Q", format=".0%")],
+                tooltip=["Year", "Theme", "Reports", alt.Tooltip("Share of reports:Q", format=".0%")],
             )
             .properties(height=280)
         )

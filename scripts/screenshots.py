@@ -127,8 +127,10 @@ def take(index_dir: Path, corpus_dir: Path | None, out: Path) -> None:
             WebDriverWait(driver, 120).until(
                 lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stVegaLiteChart"]')
             )
+            driver.set_window_size(1400, 3300)  # the heatmap, the years chart and the register
             wait_idle(driver)
             driver.save_screenshot(str(out / "across.png"))
+            driver.set_window_size(1400, 1900)
 
             open_tab(driver, "Library")
             wait_idle(driver)
