@@ -193,3 +193,8 @@ def test_the_app_shows_why_an_answer_was_declined_or_limited(monkeypatch, small_
     assert ans.decision.status == "partial" and ans.quotes
     assert any("\u2018pet dog\u2019" in md_unescape(w.value) for w in at.warning)
     assert "pet dog" in at.session_state["turns"][1]["markdown"]  # the export carries the note
+
+
+def test_the_default_threshold_is_the_one_fitted_with_the_shipped_model():
+    # scripts/fit_answerability.py --write chooses both; a refit must update the setting too.
+    assert Settings().answerable_threshold == pytest.approx(load_model().info["threshold"])
