@@ -277,14 +277,16 @@ class CorpusStats:
         self._df = {
             tok: int(indptr[i + 1] - indptr[i]) if i + 1 < len(indptr) else 0 for tok, i in bm.vocab_dict.items()
         }
-        # Every pseudonym any report uses, in its text or metadata, so that a question naming one
-        # is checked with a set look-up however many names it holds.
+        # Per report, the stems of its text and metadata: a question's names and years are
+        # checked against the reports the passages come from.
         self.doc_stems = {
             doc_id: frozenset(
                 stems(f"{d.meta.title} {d.meta.short_title} {d.meta.subject} {d.meta.year or ''} {d.text.text}")
             )
             for doc_id, d in index.docs.items()
         }
+        # Every pseudonym any report uses, in its text or metadata, so that a question naming one
+        # is checked with a set look-up however many names it holds.
         self.pseudonyms = frozenset(
             " ".join(m.group(0).split())
             for d in index.docs.values()
@@ -350,6 +352,7 @@ def _expansions() -> tuple[tuple[str, re.Pattern[str]], ...]:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=1)
 def _stop_stems() -> frozenset[str]:
     return frozenset(stems(" ".join(_FRAME)))
 
@@ -371,7 +374,7 @@ def question_terms(index: Index, question: str, skip: Sequence[tuple[int, int]] 
             continue
         word = m.group(0)
         low = word.lower()
-        stem = stems(low)[0] if stems(low) else low
+        stem = (stems(low) or [low])[0]
         if low in _FRAME or stem in stop:
             continue
         alts: list[tuple[str, ...]] = [(stem,)]
