@@ -62,10 +62,6 @@ from sscp_rag.retrieval import (
 from sscp_rag.settings import Settings
 from sscp_rag.vocabulary import PSEUDONYM
 
-ABSTAIN_MESSAGE = (
-    "The indexed reviews do not appear to address this question. "
-    "The closest passages are listed below as possibly related."
-)
 MIN_SENTENCE_CHARS = 40
 MAX_SENTENCE_CHARS = 700
 # A further quote must be at least this fraction of the abstention threshold similar to the
@@ -289,7 +285,7 @@ def _answer_covered_part(
         else f"{lead.group(1)} {p}"
         for p in pieces[1:]
     ]
-    results = [answer(index, p, filters=filters, settings=s, _parts_allowed=False) for p in parts]
+    results = [_answer(index, p, filters, (), s, split_parts=False) for p in parts]
     covered = [(p, a) for p, a in zip(pieces, results) if not a.abstained]
     gaps = [(p, a) for p, a in zip(pieces, results) if a.abstained]
     if not covered or not gaps:
@@ -313,16 +309,28 @@ def answer(
     filters: Filters | None = None,
     history: Sequence[str] = (),
     settings: Settings | None = None,
-    _parts_allowed: bool = True,
 ) -> Answer:
     """A short, extractive, page-cited answer to ``question`` from the indexed reports.
 
     ``history`` holds the conversation's previous questions (oldest first); follow-ups are
-    rewritten into standalone queries (see the module docstring). Raises QueryError for an empty
-    question or unknown filter values. With ``settings.llm_base_url`` set, a verified LLM summary
-    is added (see :mod:`sscp_rag.llm`); an LLM failure only adds a note.
+    rewritten into standalone queries (see the module docstring). ``Answer.decision`` says
+    whether the reports answer the question, in part, or not, and why (see
+    :mod:`sscp_rag.answerability`). Raises QueryError for an empty or over-long question or
+    unknown filter values. With ``settings.llm_base_url`` set, a verified LLM summary is added
+    (see :mod:`sscp_rag.llm`); an LLM failure only adds a note.
     """
-    s = settings or index.settings
+    return _answer(index, question, filters, history, settings or index.settings, split_parts=True)
+
+
+def _answer(
+    index: Index,
+    question: str,
+    filters: Filters | None,
+    history: Sequence[str],
+    s: Settings,
+    split_parts: bool,
+) -> Answer:
+    """:func:`answer`; ``split_parts``: whether a declined two-part question may be answered in part."""
     if not (question or "").strip():
         raise QueryError("the question is empty; type a question about the reviews")
     if len(question) > s.max_question_chars:
@@ -349,7 +357,7 @@ def answer(
     best = float(rel.max())
     decision = assess(index, standalone, hits, qvec, [c[3] for c in cands], rel, filters, s)
     if decision.declined:
-        if decision.basis == "model" and _parts_allowed:
+        if decision.basis == "model" and split_parts:
             part = _answer_covered_part(index, question, standalone, filters, s)
             if part is not None:
                 return part
@@ -440,6 +448,5 @@ __all__ = [
     "verify_quote",
     "followup_history",
     "strip_paragraph_number",
-    "ABSTAIN_MESSAGE",
     "replace",
 ]
