@@ -276,7 +276,7 @@ def test_corpus_text_is_inert_and_the_library_builds_uploads_and_reingests(
     assert not at.get("html")  # nothing is rendered as HTML
 
     # upload: a non-PDF is refused and nothing is written; a PDF is saved with its manifest entry
-    lib = at.tabs[2]
+    lib = next(t for t in at.tabs if t.label == "Library")
     lib.text_input(key="up_title").set_value("Serious Case Review: Baby R")
     lib.text_input(key="up_short").set_value("SCR Baby R")
     lib.selectbox(key="up_type").set_value("SCR")

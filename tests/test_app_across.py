@@ -67,3 +67,55 @@ def test_briefing_builder(app: AppTest) -> None:
     app.button(key="FormSubmitter:briefing_form-Build the briefing").click().run()
     assert not app.exception
     assert any("do not appear to address" in e.value for e in app.error)
+
+
+EVIL_REC = "The <script>alert(1)</script> Partnership should publish **bold** guidance [link](http://x) on neglect."
+
+
+def test_report_text_is_inert_and_a_recommendation_cut_at_a_page_break_is_whole(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, embedder
+) -> None:
+    """A small real index of a report whose recommendations hold HTML and Markdown, one of them
+    cut by a page break (with running header and footer between): the register keeps it whole on
+    both pages, and the tab shows every report text escaped."""
+    from pdfmaker import text_pdf
+
+    from sscp_rag.index import build_index, load_index
+    from sscp_rag.recommendations import register
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    finding = "Neglect of Child Q was chronic: the home was unkempt, and neglect was not named by anyone."
+    text_pdf(
+        corpus / "scr-child-q.pdf",
+        [
+            ["Serious Case Review: Child Q", "", "1. Findings", "", finding, "", finding, "", "2. Recommendations", "",
+             f"Recommendation 1: {EVIL_REC}", "",
+             "Recommendation 2: The health visiting service should see every child at home when there is neglect,",
+             "and should record what the child said about"],
+            ["their day, their meals and who looks after them.", "", "3. Glossary", "",
+             "GP means general practitioner."],
+        ],
+        header="SCR Child Q",
+    )  # fmt: skip
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+    build_index(settings, progress=False, embedder=embedder)
+    recs = register(load_index(settings, embedder=embedder))
+    assert [r.n for r in recs] == [1, 2], recs
+    assert recs[1].page_start == 1 and recs[1].page_end == 2
+    assert recs[1].text.endswith("who looks after them.") and "SCR Child Q" not in recs[1].text
+    assert recs[1].agency == "health visiting service"
+
+    monkeypatch.setenv("SSCP_RAG_CORPUS_DIR", str(corpus))
+    monkeypatch.setenv("SSCP_RAG_INDEX_DIR", str(settings.index_dir))
+    monkeypatch.setenv("SSCP_RAG_FEEDBACK_PATH", str(tmp_path / "feedback.jsonl"))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.text_input(key="brief_topic").set_value("neglect")
+    at.button(key="FormSubmitter:briefing_form-Build the briefing").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["briefing"]["briefing"].quotes
+    shown = [m.value for m in at.markdown] + [e.label for e in at.expander]
+    for value in shown:
+        assert "<script>" not in value and "](http" not in value and "**bold**" not in value, value
+    assert any("alert(1)" in md_unescape(v) for v in shown)  # shown, as text
