@@ -72,8 +72,8 @@ def test_costly_pdfs_are_skipped_with_a_reason_within_their_budget(tmp_path: Pat
     good_report(corpus / "scr-child-q.pdf")
     pm.form_fanout_pdf(corpus / "fanout.pdf")  # ~17 min of pypdf without a budget
     pm.shared_content_pdf(corpus / "shared.pdf")  # ~5 to 27 min
-    pm.many_pages_pdf(corpus / "many.pdf")  # 50,000 pages
-    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", read_timeout=5, read_workers=2)
+    pm.many_pages_pdf(corpus / "many.pdf", pages=5000)  # (50,000 at the default cap: see the upload test)
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", read_timeout=5, read_workers=2, max_pages=300)
     t0 = time.monotonic()
     summary = build_index(settings, progress=False, embedder=embedder)
     took = time.monotonic() - t0
@@ -81,7 +81,7 @@ def test_costly_pdfs_are_skipped_with_a_reason_within_their_budget(tmp_path: Pat
     assert summary.documents == 1 and set(reasons) == {"fanout.pdf", "shared.pdf", "many.pdf"}
     assert reasons["fanout.pdf"].startswith("over the time budget") and "read_timeout" in reasons["fanout.pdf"]
     assert reasons["shared.pdf"].startswith("over the time budget")
-    assert reasons["many.pdf"].startswith("too many pages (50000") and "max_pages" in reasons["many.pdf"]
+    assert reasons["many.pdf"].startswith("too many pages (5000; at most 300") and "max_pages" in reasons["many.pdf"]
     assert took < 240, took  # minutes apart from the unbudgeted case, generous for a shared 2-core box
 
 
