@@ -216,6 +216,7 @@ def test_briefing_quotes_are_verbatim_on_their_cited_pages(demo_index: Index) ->
         assert re.fullmatch(r".+, pp?\. \d+(\u2013\d+)?", q.citation)
     assert len({q.text for q in b.quotes}) == len(b.quotes)  # nothing quoted twice
     md = briefing_to_markdown(b)
+    assert len(md.split()) < 1000  # one to two printed pages
     for heading in HEADINGS:
         assert f"## {heading}" in md
     doc = Document(io.BytesIO(briefing_to_docx(b)))

@@ -19,7 +19,8 @@ Method (on each document's cleaned text, the text quotes are checked against):
      sentences after it that start no other ("This includes ...", "They should ...") belong to it.
    A section ends at the first paragraph that, with the paragraph after it, holds no item.
 3. **Summary tables** that restate labelled recommendations (number, subject, lead agency,
-   timescale) are not recommendations: they give the lead agency of each number.
+   timescale), before or after them, are not recommendations: they give the lead agency of each
+   number.
 
 The **agency** is the lead agency of the report's table where it has one, else the subject of
 "should" ("The Clinical Commissioning Group should" -> "Clinical Commissioning Group"), else a
@@ -384,6 +385,11 @@ def _table_agencies(text: str, a: int, limit: int) -> dict[int, str]:
     for n, ra, rb in _rows(text, a + head.start(), limit):
         row = _TABLE_HEAD_WORDS.sub("", _fold(text[ra:rb])).strip()
         _, agency = _split_agency(row)
+        if agency is None:  # a table of number, lead agency and date: the row is the agency
+            row = _TIMESCALE.sub("", row).strip()
+            last = row.split()[-1].strip("(),") if row else ""
+            if row[:1].isupper() and len(row.split()) <= 10 and _AGENCY_HEAD.match(last):
+                agency = row
         if agency:
             out[n] = agency
     return out
@@ -397,7 +403,8 @@ def extract(meta: DocumentMeta, doc: DocText) -> list[Recommendation]:
     agencies: dict[int, str] = {}
     for name, a, limit in _section_spans(text):
         inside = [it for it in labelled if a <= it.start < limit]
-        if inside:
+        if inside:  # a summary table may come before the recommendations or after them
+            agencies.update(_table_agencies(text, a, inside[0].start))
             agencies.update(_table_agencies(text, inside[-1].end, limit))
             continue
         if name.lower().startswith("what needs"):
