@@ -626,6 +626,9 @@ def eval_recommendations_cmd(ctx, judged, corpus_dir, index_dir, corpus_set, as_
 
     index = _load(_settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir))
     lines = load_judged(judged, corpus_set)
+    if not lines:
+        sets = sorted({str(j.get("corpus")) for j in load_judged(judged)})
+        raise SscpRagError(f"no judged lines for --set {corpus_set!r} in {judged} (sets: {', '.join(sets)})")
     held = [j for j in lines if j["file"] in index.by_file]
     if not held:
         raise SscpRagError(f"none of the reports judged in {judged} is in the index {index.settings.index_dir}")
