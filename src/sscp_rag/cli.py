@@ -107,18 +107,35 @@ def cli(ctx: click.Context) -> None:
 @click.option("--strict", is_flag=True, help="Fail (exit 1) if any file is skipped.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Read and embed on a Ray cluster: alone, a local Ray instance (2 CPUs); 'auto' or ray://HOST:10001 "
+    "joins a running one. Needs pip install '.[ray]'.",
+)
+@click.option("--ray-workers", type=click.IntRange(min=1), help="Ray workers [default: one per cluster CPU].")
 @click.pass_context
-def ingest(ctx, corpus_dir, index_dir, strict, quiet, as_json):
-    """Build or update the index from the corpus PDFs (incremental and atomic).
+def ingest(ctx, corpus_dir, index_dir, strict, quiet, as_json, ray_address, ray_workers):
+    """Build or update the index from the corpus PDFs (incremental, atomic and resumable).
 
     Unchanged files are not re-read or re-embedded; changed files are replaced; removed files are
-    dropped. Unreadable files (encrypted, corrupt, empty, not a PDF, no text layer) are skipped with
-    a reason. Exits non-zero only when nothing could be ingested, or with --strict.
+    dropped; files finished by an interrupted run are not done again. Unreadable files (encrypted,
+    corrupt, empty, not a PDF, no text layer) are skipped with a reason. Exits non-zero only when
+    nothing could be ingested, or with --strict.
     """
     from sscp_rag.index import build_index
 
     s = _settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir)
-    summary = build_index(s, progress=not quiet and not as_json, strict=strict)
+    producer = None
+    if ray_address is not None or ray_workers:
+        from sscp_rag.distributed import ray_producer
+
+        producer = ray_producer(ray_address, workers=ray_workers or 0)
+    summary = build_index(s, progress=not quiet and not as_json, strict=strict, producer=producer)
     if as_json:
         _echo_json(summary.as_dict())
         return
@@ -134,6 +151,7 @@ def ingest(ctx, corpus_dir, index_dir, strict, quiet, as_json):
         click.echo(
             f"  read {d['ingested']} file(s), reused {d['reused']} unchanged, removed {len(d['removed'])}, "
             f"embedded {d['embedded']} chunk(s)"
+            + (f", resumed {d['resumed']} file(s) an interrupted run had finished" if d["resumed"] else "")
         )
         click.echo(f"  {d['seconds']:.1f} s · {d['pages_per_second']:.1f} pages/s read")
     if summary.skipped:

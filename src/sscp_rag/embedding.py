@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import os
+import platform
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,44 @@ def resolve_model_path(model_name: str) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=1)
+def int8_kernels() -> str:
+    """Why this CPU cannot run the int8 ONNX model fast ('' when it can).
+
+    onnxruntime's int8 matrix kernels on x86 need AVX2 at least (AVX-VNNI / AVX512-VNNI make them
+    faster still); without it they run a generic path that is slower than fp32 torch. ARM64 CPUs
+    have NEON int8 kernels. Where the flags cannot be read (no /proc/cpuinfo), the int8 model is
+    assumed to be fine."""
+    machine = platform.machine().lower()
+    if machine not in ("x86_64", "amd64", "i386", "i686"):
+        return ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), None)
+    except OSError:
+        return ""
+    if flags is None or {"avx2", "avx_vnni", "avx512_vnni"} & set(flags):
+        return ""
+    return "this CPU has no AVX2 (or VNNI), which onnxruntime's int8 kernels need to be fast"
+
+
+@functools.lru_cache(maxsize=4)
+def _warn_fallback(reason: str) -> None:
+    log.warning("embed_backend onnx-int8 falls back to torch fp32: %s", reason)
+
+
+def effective_backend(settings: Settings) -> str:
+    """The ingest runtime that ``settings`` gets on this machine: ``embed_backend``, except that
+    'onnx-int8' falls back to 'torch' (fp32) on a CPU without the int8 kernels' instructions,
+    saying so once. The index fingerprint records this one, so vectors and questions agree."""
+    if settings.embed_backend == "onnx-int8":
+        reason = int8_kernels()
+        if reason:
+            _warn_fallback(reason)
+            return "torch"
+    return settings.embed_backend
+
+
 def quiet_transformers() -> None:
     """Silence transformers' loading bars and its long-input warning: the splitter measures
     whole documents with the tokenizer on purpose, and chunks never exceed the model's limit."""
@@ -60,6 +101,9 @@ class Embedder:
     """
 
     def __init__(self, settings: Settings):
+        backend = effective_backend(settings)
+        if backend != settings.embed_backend:  # int8 without its CPU instructions: fp32 instead
+            settings = dataclasses.replace(settings, embed_backend=backend)
         self.settings = settings
         self.model_path = resolve_model_path(settings.model_name)
         self._model: Any = None
@@ -89,7 +133,7 @@ class Embedder:
             from sentence_transformers import SentenceTransformer
 
             quiet_transformers()
-            torch.set_num_threads(max(1, os.cpu_count() or 1))
+            torch.set_num_threads(self.settings.embed_threads or max(1, os.cpu_count() or 1))
             self._model = SentenceTransformer(str(self.model_path), device="cpu")
         return self._model
 
@@ -97,7 +141,12 @@ class Embedder:
         if self._onnx is None:
             from sscp_rag.onnx_embed import OnnxEncoder
 
-            self._onnx = OnnxEncoder(self.model_path, "int8", cache_dir=self.settings.onnx_cache_dir)
+            self._onnx = OnnxEncoder(
+                self.model_path,
+                "int8",
+                cache_dir=self.settings.onnx_cache_dir,
+                threads=self.settings.embed_threads or None,
+            )
         return self._onnx
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:

@@ -49,6 +49,11 @@ class Settings:
         choices=("onnx", "torch"),
     )
     embed_batch_size: int = _f(32, "Passages per embedding batch.")
+    embed_threads: int = _f(
+        0,
+        "Threads one embedding runtime uses (0 = one per CPU core). A Ray worker sets it to the CPUs it was given, "
+        "so workers sharing a machine do not oversubscribe its cores.",
+    )
     onnx_cache_dir: Path = _f(
         Path("~/.cache/sscp-rag/onnx"),
         "Where the ONNX runtimes keep the model they export (fp32 and int8, once per model; needs torch once).",
@@ -225,6 +230,8 @@ class Settings:
             raise ConfigError("settings top_k and candidates must be at least 1")
         if self.read_workers < 0:
             raise ConfigError("setting read_workers must be 0 (one per core) or more")
+        if self.embed_threads < 0:
+            raise ConfigError("setting embed_threads must be 0 (one per core) or more")
         if self.fetch_max_files < 1 or self.fetch_deadline <= 0:
             raise ConfigError("settings fetch_max_files and fetch_deadline must be positive")
         if self.read_timeout < 0 or self.max_pages < 0 or self.render_memory_mb < 0:
