@@ -234,13 +234,19 @@ def test_rewrite_followup(demo_index, history, question, expected):
 
 
 def test_followup_answer_lands_in_the_named_report(demo_index):
-    first = answer(demo_index, "what did reviews say about neglect?")
+    first = answer(demo_index, "what did reviews say about professional curiosity?")
     follow = answer(demo_index, "and in the Child G review?", history=followup_history([first]))
     assert follow.question == "and in the Child G review?"
-    assert "neglect" in follow.standalone_query and "Child G" in follow.standalone_query
+    assert "professional curiosity" in follow.standalone_query and "Child G" in follow.standalone_query
     assert not follow.abstained
     assert follow.sections[0].short_title == "SCR Child G"
     assert follow.hits[0].file == "scr-child-g.pdf"
+    # SCR Child G never mentions neglect: asked about neglect there, the answer says so instead of
+    # quoting Child G passages about something else.
+    first = answer(demo_index, "what did reviews say about neglect?")
+    follow = answer(demo_index, "and in the Child G review?", history=followup_history([first]))
+    assert follow.abstained and "\u2018neglect\u2019" in follow.decision.reason
+    assert follow.related and follow.related[0].file == "scr-child-g.pdf"
 
 
 def test_followup_recommendations_of_child_d(demo_index):

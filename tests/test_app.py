@@ -107,12 +107,13 @@ def test_ask_gives_a_cited_answer_a_followup_and_exports(demo_app_env: Path, dem
     assert all(q.text in body for q in ans.quotes)
 
     # a follow-up uses the conversation: the topic carries over, the named report is searched
-    _ask(at, "and in the Child G review?")
+    # (SCR HH, II and JJ, whose children were neglected; SCR Child G never mentions neglect)
+    _ask(at, "and in the HH, II and JJ review?")
     follow = at.session_state["turns"][1]["answer"]
     assert follow.standalone_query != follow.question
-    assert "neglect" in follow.standalone_query.lower() and "child g" in follow.standalone_query.lower()
-    assert any("searched as" in c.value and "Child G" in c.value for c in at.caption)
-    assert follow.sections[0].short_title == "SCR Child G"
+    assert "neglect" in follow.standalone_query.lower() and "hh, ii and jj" in follow.standalone_query.lower()
+    assert any("searched as" in c.value and "HH, II and JJ" in md_unescape(c.value) for c in at.caption)
+    assert follow.sections[0].short_title == "SCR HH, II and JJ"
     assert len(at.chat_message) == 4  # two questions, two answers
 
 

@@ -161,9 +161,9 @@ def test_ask_json_shape(run):
 
 
 def test_ask_followup_and_text_output(run):
-    res = run("ask", "and in the Child G review?", "--history", "what did reviews say about neglect?")
+    res = run("ask", "and in the Child G review?", "--history", "what did reviews say about professional curiosity?")
     assert res.exit_code == 0, res.output
-    assert "(understood as: what did reviews say about neglect in the Child G review?)" in res.output
+    assert "(understood as: what did reviews say about professional curiosity in the Child G review?)" in res.output
     assert "SCR Child G" in res.output and "Sources:" in res.output and "[1] SCR Child G, p" in res.output
 
 
