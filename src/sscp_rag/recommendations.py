@@ -68,7 +68,7 @@ _AGENCY_HEAD = re.compile(
 )
 _ACRONYM_AGENCIES = {"LSCB", "CCG", "ICB", "MASH", "MARAC", "NHS", "CAMHS", "CDOP", "SEND", "YOS", "GP", "DSL", "IDVA"}
 _CONNECTORS = {"and", "of", "the", "for", "with", "&", "across", "in"}
-_PRONOUN = re.compile(r"^(?:this|these|that|those|they|it|there|we|he|she|which|leaders' plans)$", re.IGNORECASE)
+_PRONOUN = re.compile(r"^(?:this|these|that|those|they|it|there|we|he|she|which)$", re.IGNORECASE)
 _SHOULD = re.compile(r"\bshould\b")
 _TABLE_HEAD_WORDS = re.compile(
     r"(?:\b(?:No\.|Recommendation|Subject|Lead agency|Lead|Timescale|Target date|Responsible body)\s*)+$"
@@ -120,11 +120,17 @@ def _fold(text: str) -> str:
 
 
 def _trim_end(text: str, start: int, end: int) -> int:
-    """``end`` moved back over whitespace, a trailing paragraph number ("... children. 7.3") and
-    trailing table-heading words."""
+    """``end`` moved back over whitespace and a trailing paragraph number ("... children. 7.3", the
+    number of the next item in the same paragraph)."""
     seg = text[start:end]
     seg2 = re.sub(r"\s+\d+(?:\.\d+)+\.?\s*$", "", seg.rstrip())
     return start + len(seg2.rstrip())
+
+
+def _before(text: str, pos: int) -> str:
+    """The text just before ``pos``, trailing whitespace dropped (a bounded look-back: slicing the
+    whole prefix of a 600,000-character guidance document for every paragraph would be slow)."""
+    return text[max(0, pos - 400) : pos].rstrip()
 
 
 def _paragraph_end(text: str, pos: int, limit: int) -> int:
@@ -134,7 +140,7 @@ def _paragraph_end(text: str, pos: int, limit: int) -> int:
         brk = text.find("\n\n", pos, limit)
         if brk < 0:
             return limit
-        if text[:brk].rstrip().endswith(_TERMINAL + (":",)):
+        if _before(text, brk).endswith(_TERMINAL + (":",)):
             return brk
         nxt = text[brk + 2 : brk + 40].lstrip()
         if _LABEL.match(text, brk) or _SECTION.match(text, brk) or re.match(r"\d+\.\s+[A-Z]", nxt):
@@ -294,7 +300,7 @@ def _bullet_items(text: str, a: int, limit: int, section: str) -> list[_Item]:
                     )
                 cur = s
         elif cur is not None and (
-            para[:1] in "-\u2013" or para[:1].islower() or not text[:pos].rstrip().endswith(_TERMINAL)
+            para[:1] in "-\u2013" or para[:1].islower() or not _before(text, pos).endswith(_TERMINAL)
         ):
             pass  # a sub-item or the run-on of the current bullet
         else:
@@ -337,7 +343,7 @@ def _should_items(text: str, a: int, limit: int, section: str) -> list[_Item]:
         continuation = started and (
             text[pa : pa + 1] in _BULLET + "-\u2013"
             or text[pa : pa + 1].islower()
-            or not text[:pa].rstrip().endswith(_TERMINAL + (":",))
+            or not _before(text, pa).endswith(_TERMINAL + (":",))
         )
         if not has[i] and not nxt and not continuation and (started or i >= 2):
             stop = pa
