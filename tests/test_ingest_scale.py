@@ -116,3 +116,19 @@ def test_ray_ingest_with_two_workers_equals_the_local_build(tmp_path: Path, embe
     assert_same_index(local, on_ray, embedder)
     # An unchanged re-run needs no Ray at all.
     assert build_index(on_ray, progress=False, embedder=embedder).up_to_date
+
+
+def test_ray_option_without_ray_installed_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from sscp_rag.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` does when it is not installed
+    monkeypatch.setattr(sys, "argv", ["sscp-rag", "ingest", "--corpus", str(DEMO_CORPUS), "--index", str(tmp_path)])
+    monkeypatch.setattr(sys, "argv", [*sys.argv, "--ray", "--quiet"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code != 0 and "Ray is not installed: pip install '.[ray]'" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "manifest.json").exists()
