@@ -75,11 +75,12 @@ def test_default_configuration_holds_the_baseline(demo_index, demo_settings):
         for q in result.questions
         if q.abstained is not None and q.abstained == q.answerable
     ]
-    assert got_a["abstention_recall"] >= base_a["abstention_recall"] - 1e-9, (
+    # baseline.json rounds to four decimals; one question is at least 1/68 of a rate here.
+    assert got_a["abstention_recall"] >= base_a["abstention_recall"] - 5e-4, (
         f"abstention recall on the demo set fell to {got_a['abstention_recall']:.3f} "
         f"(baseline {base_a['abstention_recall']:.3f}); wrong: {', '.join(mistakes)}"
     )
-    assert got_a["false_abstention_rate"] <= base_a["false_abstention_rate"] + 1e-9, (
+    assert got_a["false_abstention_rate"] <= base_a["false_abstention_rate"] + 5e-4, (
         f"false-abstention rate on the demo set rose to {got_a['false_abstention_rate']:.3f} "
         f"(baseline {base_a['false_abstention_rate']:.3f}); wrong: {', '.join(mistakes)}"
     )
