@@ -457,6 +457,7 @@ def build_index(
             summary.skipped = [(s["file"], s["reason"]) for s in old.get("skipped", [])]
             summary.pages, summary.chunks = old["counts"]["pages"], old["counts"]["chunks"]
             old_conn.close()
+            Staging(index_dir, settings).clear()  # left by a run killed after it published
             _prepare_questions(embedder or Embedder(settings), progress)
             summary.seconds = time.perf_counter() - t0
             return summary
@@ -714,8 +715,8 @@ def _build_into(
             rate = chunks / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix_str(f"{pages} pages, {chunks} chunks, {rate:.1f} chunks/s")
             bar.update()
-            report("Reading PDFs", n_done, len(to_read))
-            # The total to embed is known only at the end; estimate it from the files done so far.
+            # Reading and embedding now go together: one stage, whose total (chunks to embed) is
+            # known only at the end, so it is estimated from the files done so far.
             estimate = round(summary.embedded * len(to_read) / max(n_done, 1))
             report("Embedding chunks", summary.embedded, max(estimate, summary.embedded))
     finally:
