@@ -1,15 +1,17 @@
-"""Ingest benchmark: throughput of fresh builds, an unchanged re-run, and the two embedding backends.
+"""Ingest benchmark: throughput of fresh builds per configuration, an unchanged re-run, and the
+two embedding backends side by side.
 
-    python scripts/bench_ingest.py [--skip-real] [--rounds 3] [--json out.json]
+    python scripts/bench_ingest.py [--corpus ../shared/corpus-real] [--json out.json]
+    python scripts/bench_ingest.py --backends [--rounds 3]   # the older backend micro-benchmark
 
-Prints, for corpus/demo and ../shared/corpus-real (each built fresh into a temporary folder):
-pages/s and chunks/s over the whole build, the reading (extract + clean + chunk) and embedding
-shares, and the seconds of an unchanged re-run. Then the embedding backends side by side in the
-same run: passages/s of fp32 torch and int8 ONNX (interleaved rounds on the same demo passages,
-with all cores and with one thread each; wall clock and process CPU time, since the machine is
-shared), the mean cosine between the two
-backends' vectors of every demo chunk, and retrieval quality on eval/demo.jsonl with each backend
-(hit@5 and MRR@10 on relevant reports and pages). Not a test: figures depend on the machine.
+Builds the corpus fresh (into temporary folders) once per configuration, all in one run, so the
+figures are comparable as ratios on a shared machine: fp32 torch with one reader process, fp32
+and int8 with the local parallel pipeline (reader processes working ahead while this process
+embeds), and Ray with 1 and 2 workers (a local Ray instance of 2 CPUs; its start and the workers'
+model loads are included). Reports chunks/s and pages/s end to end, the projected hours for an
+archive of 1,400 reviews x 50 pages, and the seconds of an unchanged re-run. Local configurations
+use an already loaded model (its load time is printed once). Not a test: figures depend on the
+machine and its load (printed with each line).
 """
 
 from __future__ import annotations
@@ -166,17 +168,129 @@ def retrieval_quality(index: Index, questions: list[dict], mode: str) -> dict[st
     }
 
 
+ARCHIVE_PAGES = 1_400 * 50
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children (the PDF readers)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def bench_config(name: str, corpus: Path, workdir: Path, embedder: Embedder | None, **kw: Any) -> dict[str, Any]:
+    """One fresh build of ``corpus`` with settings ``kw`` (and ``producer`` for Ray)."""
+    producer = kw.pop("producer", None)
+    s = Settings(corpus_dir=corpus, index_dir=workdir / name.replace(" ", "-"), **kw)
+    t, cpu = time.perf_counter(), cpu_seconds()
+    summary = build_index(s, progress=False, embedder=embedder, producer=producer)
+    total = time.perf_counter() - t
+    cpu = cpu_seconds() - cpu
+    pages_s = summary.pages / total
+    out = {
+        "config": name,
+        "embed_backend": s.embed_backend,
+        "documents": summary.documents,
+        "pages": summary.pages,
+        "chunks": summary.chunks,
+        "seconds": round(total, 2),
+        "chunks_per_s": round(summary.chunks / total, 2),
+        "pages_per_s": round(pages_s, 2),
+        "archive_hours": round(ARCHIVE_PAGES / pages_s / 3600, 2),
+        # CPU time of this process and its reader processes (not of Ray's workers): what the
+        # build costs whatever else the shared machine runs.
+        "cpu_seconds": round(cpu, 1),
+        "chunks_per_cpu_s": round(summary.chunks / cpu, 2) if cpu > 0 and producer is None else None,
+        "load": load(),
+        "index_dir": str(s.index_dir),
+    }
+    print(
+        f"{name:<28} {out['chunks']:>5} chunks {out['pages']:>4} pages in {out['seconds']:>6.1f} s -> "
+        f"{out['chunks_per_s']:>6.2f} chunks/s, {out['pages_per_s']:>5.2f} pages/s; 1,400 x 50 pages: "
+        f"{out['archive_hours']:.1f} h; {out['chunks_per_cpu_s']} chunks per CPU-s   [{out['load']}]",
+        flush=True,
+    )
+    return out
+
+
+def bench_configs(corpus: Path, ray_workers: list[int]) -> dict[str, Any]:
+    """Every configuration built fresh in one run, then an unchanged re-run of the default."""
+    default = Settings().embed_backend
+    t = time.perf_counter()
+    fp32 = Embedder(Settings(embed_backend="torch"))
+    fp32.encode(["warm up"])
+    t_int8 = time.perf_counter()
+    int8 = Embedder(Settings(embed_backend="onnx-int8"))
+    int8.encode(["warm up"])
+    print(
+        f"corpus {corpus}; default embed_backend {default}; model load: torch {t_int8 - t:.1f} s, "
+        f"onnx-int8 {time.perf_counter() - t_int8:.1f} s   [{load()}]",
+        flush=True,
+    )
+    emb = {"torch": fp32, "onnx-int8": int8}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="sscp-bench-") as tmp:
+        work = Path(tmp)
+        rows.append(bench_config("fp32, 1 reader", corpus, work, fp32, embed_backend="torch", read_workers=1))
+        rows.append(bench_config("fp32, local parallel", corpus, work, fp32, embed_backend="torch"))
+        rows.append(bench_config("int8, local parallel", corpus, work, int8, embed_backend="onnx-int8"))
+        for n in ray_workers:
+            from sscp_rag.distributed import ray_producer
+
+            rows.append(
+                bench_config(
+                    f"Ray {n} worker{'s' if n > 1 else ''} ({default})",
+                    corpus,
+                    work,
+                    emb[default],
+                    embed_backend=default,
+                    producer=ray_producer(None, workers=n),
+                )
+            )
+        # The unchanged re-run: on the index the default backend's local build just wrote.
+        built = next(r for r in rows if r["embed_backend"] == default and "Ray" not in r["config"])
+        s = Settings(corpus_dir=corpus, index_dir=Path(built["index_dir"]), embed_backend=default)
+        t = time.perf_counter()
+        again = build_index(s, progress=False, embedder=emb[default])
+        rerun = time.perf_counter() - t
+        assert again.up_to_date and again.embedded == 0
+    print(f"unchanged re-run ({default}): {rerun:.2f} s   [{load()}]", flush=True)
+    base = rows[1]["chunks_per_s"]
+    for r in rows:
+        r["vs_fp32_parallel"] = round(r["chunks_per_s"] / base, 2)
+    return {"corpus": str(corpus), "default_backend": default, "configs": rows, "unchanged_rerun_seconds": rerun}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--skip-real", action="store_true", help="Do not build ../shared/corpus-real.")
+    ap.add_argument("--corpus", type=Path, default=REAL if REAL.is_dir() else DEMO, help="Corpus to build.")
+    ap.add_argument("--ray", default="1,2", help="Ray worker counts to run ('' = none).")
+    ap.add_argument("--backends", action="store_true", help="Run the backend micro-benchmark instead.")
     ap.add_argument("--rounds", type=int, default=3, help="Interleaved rounds of the backend comparison.")
     ap.add_argument("--sample", type=int, default=64, help="Demo passages in the backend comparison.")
     ap.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
     args = ap.parse_args()
-
     print(f"sscp-rag ingest benchmark   [{load()}]", flush=True)
+    if not args.backends:
+        figures = bench_configs(args.corpus, [int(n) for n in args.ray.split(",") if n.strip()])
+        print("\n| configuration | chunks/s | pages/s | vs fp32 parallel | chunks per CPU-s | 1,400 x 50 pages |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for r in figures["configs"]:
+            print(
+                f"| {r['config']} | {r['chunks_per_s']:.1f} | {r['pages_per_s']:.2f} | "
+                f"{r['vs_fp32_parallel']:.2f}x | {r['chunks_per_cpu_s'] or '-'} | {r['archive_hours']:.1f} h |"
+            )
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        return
+    backend_benchmark(args)
+
+
+def backend_benchmark(args: argparse.Namespace) -> None:
+    """The two backends on the demo corpus: passages/s, cosine and retrieval quality."""
     t = time.perf_counter()
-    torch_emb = Embedder(Settings())
+    torch_emb = Embedder(Settings(embed_backend="torch"))
     torch_emb.encode(["warm up"])
     t_onnx = time.perf_counter()
     onnx_emb = Embedder(Settings(embed_backend="onnx-int8"))
@@ -193,13 +307,6 @@ def main() -> None:
         demo = bench_build("demo", DEMO, work, torch_emb)
         demo_onnx = bench_build("demo", DEMO, work, onnx_emb, backend="onnx-int8")
         figures["builds"] += [demo, demo_onnx]
-        if args.skip_real:
-            print("real: skipped (--skip-real)")
-        elif not REAL.is_dir():
-            print(f"real: skipped ({REAL} is absent)")
-        else:
-            figures["builds"].append(bench_build("real", REAL, work, torch_emb))
-
         s_torch = Settings(corpus_dir=DEMO, index_dir=Path(demo["index_dir"]))
         s_onnx = Settings(corpus_dir=DEMO, index_dir=Path(demo_onnx["index_dir"]), embed_backend="onnx-int8")
         i_torch, i_onnx = load_index(s_torch, embedder=torch_emb), load_index(s_onnx, embedder=onnx_emb)
