@@ -132,3 +132,15 @@ def test_ray_option_without_ray_installed_is_a_one_line_error(
     assert exc.value.code != 0 and "Ray is not installed: pip install '.[ray]'" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_a_damaged_staging_entry_is_done_again_not_trusted(tmp_path: Path) -> None:
+    from sscp_rag.corpus import CorpusFile
+    from sscp_rag.index import Staging
+
+    s = Settings(corpus_dir=tmp_path, index_dir=tmp_path / "index")
+    staging = Staging(s.index_dir, s)
+    f = CorpusFile(path=tmp_path / "a.pdf", rel="a.pdf", sha256="0" * 64, size=1)
+    staging._path(f.rel, f.sha256, "inferred").parent.mkdir(parents=True)
+    staging._path(f.rel, f.sha256, "inferred").write_bytes(b"PK\x03\x04 not a whole npz")
+    assert staging.get(f, "inferred") is None

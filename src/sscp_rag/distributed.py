@@ -24,7 +24,7 @@ from typing import Any
 from sscp_rag import store as st
 from sscp_rag.corpus import CorpusFile
 from sscp_rag.embedding import Embedder
-from sscp_rag.errors import ConfigError
+from sscp_rag.errors import ConfigError, SscpRagError
 from sscp_rag.index import EmbeddedFile, Producer, embed_file, iter_chunked
 from sscp_rag.records import DocumentMeta
 from sscp_rag.settings import Settings
@@ -121,9 +121,14 @@ class RayRun:
         self.idle.append(actor)
         try:
             result = self.ray.get(ref)
-        except self.ray.exceptions.RayError as exc:  # a worker died or raised: skip the file, say why
-            first = str(exc).strip().splitlines()
-            return f, f"failed on a Ray worker ({first[-1] if first else type(exc).__name__})"
+        except self.ray.exceptions.RayError as exc:
+            # A lost worker or node is not the file's fault: stop rather than record it as skipped
+            # (a skip is remembered until the file changes). Files done so far stay in staging.
+            lines = str(exc).strip().splitlines()
+            raise SscpRagError(
+                f"a Ray worker failed on {f.rel} ({lines[-1] if lines else type(exc).__name__}); "
+                "re-run the ingest to resume from the files already done"
+            ) from exc
         self._submit()
         return f, result if isinstance(result, str) else EmbeddedFile.from_bytes(result)
 

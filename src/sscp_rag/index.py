@@ -32,6 +32,7 @@ import shutil
 import sqlite3
 import time
 import uuid
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -368,7 +369,7 @@ class Staging:
             return None
         try:
             done = EmbeddedFile.from_bytes(path.read_bytes())
-        except (OSError, ValueError, KeyError, TypeError, EOFError):
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
             return None  # damaged: read and embed it again
         if done.rel != f.rel or done.sha256 != f.sha256:
             return None
