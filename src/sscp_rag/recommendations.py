@@ -37,6 +37,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -465,10 +466,15 @@ def _span(doc: DocText, p0: int, p1: int) -> str:
     return doc.text[start:end]
 
 
+# The register of each loaded index, built once and freed with the index (kept here rather than
+# as a private attribute set on the Index, which this module does not own).
+_REGISTERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Index -> list[Recommendation]
+
+
 def register(index) -> list[Recommendation]:
-    """Every recommendation of every indexed report, in report order (cached on the index).
+    """Every recommendation of every indexed report, in report order (built once per loaded index).
     Each is verified on its cited pages with :func:`sscp_rag.answer.verify_quote`."""
-    cached = getattr(index, "_recommendations", None)
+    cached = _REGISTERS.get(index)
     if cached is not None:
         return cached
     from sscp_rag.answer import verify_quote
@@ -478,7 +484,7 @@ def register(index) -> list[Recommendation]:
         for r in extract(info.meta, info.text):
             if verify_quote(index, r.file, r.page_start, r.page_end, r.text):
                 out.append(r)
-    index._recommendations = out
+    _REGISTERS[index] = out
     return out
 
 
