@@ -98,6 +98,11 @@ HASHING_VERSION = 1
 HASHING_DIMS = 384  # MiniLM's, so code that assumes nothing about dims is exercised the same way
 _WORD = re.compile(r"\w+")
 _PAIR_WEIGHT = 0.5  # word pairs add order, but the words themselves should dominate
+# Without IDF, words in every text ('the', 'was') would make unrelated texts look alike.
+_STOPWORDS = frozenset(
+    "a an and are as at be been by for from had has have he her his in is it its of on or she that the their "
+    "them they this to was were which who will with".split()
+)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -110,8 +115,8 @@ def _slot(feature: str, dims: int) -> tuple[int, float]:
 
 
 class HashingEncoder:
-    """A deterministic encoder with no model: lower-cased word unigrams and adjacent word pairs,
-    weighted 1 + log(count) (pairs at half weight), feature-hashed with signs into
+    """A deterministic encoder with no model: lower-cased words (less a few dozen function words)
+    and adjacent word pairs, weighted 1 + log(count) (pairs at half weight), feature-hashed with signs into
     ``HASHING_DIMS`` dimensions and L2-normalised.
 
     Texts sharing words get similar vectors; the same text gets the same vector in any process,
@@ -143,7 +148,7 @@ class HashingEncoder:
         return "hashing"
 
     def _vector(self, text: str) -> np.ndarray:
-        words = _WORD.findall(text.lower())
+        words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
         counts = Counter(words)
         pairs = Counter(f"{a} {b}" for a, b in zip(words, words[1:]))
         vec = np.zeros(self._dims, dtype=np.float64)
