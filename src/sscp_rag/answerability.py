@@ -29,7 +29,6 @@ import functools
 import json
 import math
 import re
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -326,15 +325,12 @@ class CorpusStats:
         return self._idf(df) / self._max_idf if df else 1.0
 
 
-_STATS: weakref.WeakKeyDictionary[Index, CorpusStats] = weakref.WeakKeyDictionary()
-
-
 def corpus_stats(index: Index) -> CorpusStats:
-    """The :class:`CorpusStats` of a loaded index (built on first use, freed with the index)."""
-    stats = _STATS.get(index)
-    if stats is None:
-        stats = _STATS[index] = CorpusStats(index)
-    return stats
+    """The :class:`CorpusStats` of a loaded index, kept by its Retriever (built on first use,
+    freed with the index)."""
+    from sscp_rag.retrieval import retriever_for
+
+    return retriever_for(index).corpus_stats
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -80,40 +81,184 @@ def validate_filters(index: Index, filters: Filters | None) -> Filters:
 
 def resolve_report(index: Index, name: str) -> str | None:
     """A report's doc id from its file name, short title, title or subject (case-insensitive)."""
-    key = name.strip().lower()
-    for doc_id, d in index.docs.items():
-        m = d.meta
-        if key in (doc_id, m.file.lower(), m.short_title.lower(), m.title.lower(), m.subject.lower()) or (
-            key and key == m.file.lower().rsplit("/", 1)[-1].removesuffix(".pdf")
-        ):
-            return doc_id
-    matches = [doc_id for doc_id, d in index.docs.items() if key and key in d.meta.short_title.lower()]
-    return matches[0] if len(matches) == 1 else None
+    return retriever_for(index).resolve_report(name)
+
+
+QUERY_CACHE_SIZE = 256
+SENTENCE_CACHE_SIZE = 20000
+NO_YEAR = -1
+_TYPE_CODE = {t: i for i, t in enumerate(REVIEW_TYPES)}
+_THEME_BIT = {t: np.uint64(1) << np.uint64(i) for i, t in enumerate(THEME_IDS)}
+
+
+class Retriever:
+    """Query-time view of a loaded :class:`~sscp_rag.index.Index`: per-chunk columns built once at
+    load, so that filters and named-report restrictions are numpy operations rather than loops
+    over chunks, and every per-index cache a query fills, declared here.
+
+    Per chunk (in the row order of the FAISS vectors, the BM25 corpus and ``index.chunks``):
+    ``report`` (its report's position in ``report_ids``), ``year`` (``NO_YEAR`` if unknown),
+    ``type_code`` (position in ``REVIEW_TYPES``, -1 if other), ``theme_bits`` (bit ``i`` set for
+    ``THEME_IDS[i]``) and ``contents`` (starts under a 'Contents' heading).
+    """
+
+    def __init__(self, index: Index, encoder=None, settings: Settings | None = None):
+        self.index = index
+        self.settings = settings or index.settings
+        # Looked up on first use when not given: a BM25-only query never loads the model.
+        self._encoder = encoder
+        self.report_ids: tuple[str, ...] = tuple(index.docs)
+        self.report_number = {doc_id: i for i, doc_id in enumerate(self.report_ids)}
+        metas = [index.docs[d].meta for d in self.report_ids]
+        report_year = np.array([NO_YEAR if m.year is None else m.year for m in metas], dtype=np.int32)
+        report_type = np.array([_TYPE_CODE.get(m.type, -1) for m in metas], dtype=np.int8)
+        chunks = index.chunks
+        n = len(chunks)
+        self.report = np.fromiter((self.report_number[c.doc_id] for c in chunks), dtype=np.int32, count=n)
+        self.year = report_year[self.report] if n else np.zeros(0, dtype=np.int32)
+        self.type_code = report_type[self.report] if n else np.zeros(0, dtype=np.int8)
+        self.theme_bits = np.fromiter(
+            (sum((_THEME_BIT[t] for t in c.themes if t in _THEME_BIT), np.uint64(0)) for c in chunks),
+            dtype=np.uint64,
+            count=n,
+        )
+        self.contents = np.fromiter(
+            (bool(_CONTENTS_HEADING.match(c.heading or "")) for c in chunks), dtype=bool, count=n
+        )
+        # Exact names of each report, for filters; the first report holding a name keeps it, as a
+        # scan of the reports in order finds it.
+        self._names: dict[str, str] = {}
+        for doc_id, m in zip(self.report_ids, metas):
+            file = m.file.lower()
+            keys = [doc_id, file, m.short_title.lower(), m.title.lower(), m.subject.lower()]
+            base = file.rsplit("/", 1)[-1].removesuffix(".pdf")
+            for key in [*keys, base] if base else keys:
+                self._names.setdefault(key, doc_id)
+        # Caches that queries fill (least recently used first), and what is derived on first need.
+        self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._sentence_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._aliases: dict[str, list[re.Pattern[str]]] | None = None
+        self._topics: dict[str, re.Pattern[str]] | None = None
+        self._corpus_stats = None  # answerability.CorpusStats, built for the first answer
+
+    @property
+    def encoder(self):
+        """The query encoder (the index's own model unless one was given)."""
+        return self._encoder if self._encoder is not None else self.index.embedder
+
+    @property
+    def corpus_stats(self):
+        """The answerability statistics of this index (:class:`sscp_rag.answerability.CorpusStats`)."""
+        if self._corpus_stats is None:
+            from sscp_rag.answerability import CorpusStats
+
+            self._corpus_stats = CorpusStats(self.index)
+        return self._corpus_stats
+
+    def resolve_report(self, name: str) -> str | None:
+        """A report's doc id from its file name, short title, title or subject (case-insensitive)."""
+        key = name.strip().lower()
+        if key in self._names:
+            return self._names[key]
+        matches = [d for d in self.report_ids if key and key in self.index.docs[d].meta.short_title.lower()]
+        return matches[0] if len(matches) == 1 else None
+
+    def allowed(self, f: Filters) -> np.ndarray | None:
+        """Row mask of the chunks that validated filters ``f`` let through (None: no filter)."""
+        if f.is_empty():
+            return None
+        mask = np.ones(len(self.report), dtype=bool)
+        if f.types:
+            mask &= np.isin(self.type_code, [_TYPE_CODE.get(t, -2) for t in f.types])
+        if f.year_from:
+            mask &= (self.year != NO_YEAR) & (self.year >= f.year_from)
+        if f.year_to:
+            mask &= (self.year != NO_YEAR) & (self.year <= f.year_to)
+        if f.reports:
+            mask &= self.reports_mask(f.reports)
+        if f.themes:
+            bits = sum((_THEME_BIT[t] for t in f.themes if t in _THEME_BIT), np.uint64(0))
+            mask &= (self.theme_bits & bits) != 0
+        return mask
+
+    def reports_mask(self, doc_ids: Iterable[str]) -> np.ndarray:
+        """Row mask of the chunks of the reports ``doc_ids``."""
+        return np.isin(self.report, [self.report_number[d] for d in doc_ids if d in self.report_number])
+
+    def clear_caches(self, everything: bool = False) -> None:
+        """Forget the cached query embeddings (and, with ``everything``, the sentence embeddings
+        and sentence splits), so that latency is measured as a user asking a new question sees it."""
+        self._query_vectors.clear()
+        if everything:
+            self._sentence_vectors.clear()
+            _sentence_spans.cache_clear()
+
+    def query_vector(self, query: str) -> np.ndarray:
+        """The query's embedding, cached: an answer, its follow-ups and the app's reruns embed the
+        same query text more than once."""
+        cache = self._query_vectors
+        vec = cache.get(query)
+        if vec is None:
+            vec = cache[query] = self.encoder.encode_query(query)
+            while len(cache) > QUERY_CACHE_SIZE:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(query)
+        return vec
+
+    def sentence_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of sentences, cached (the same report sentences come back for related
+        questions, follow-ups and re-scoring)."""
+        cache = self._sentence_vectors
+        if not texts:
+            return np.zeros((0, self.index.faiss.d), dtype=np.float32)
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        fresh = dict(zip(missing, self.encoder.encode_live(missing))) if missing else {}
+        # The result is taken before anything is evicted: with more new sentences than the cache
+        # holds, eviction would otherwise drop vectors this very call still has to return.
+        out = np.vstack([fresh[t] if t in fresh else cache[t] for t in texts])
+        for t in texts:
+            if t in cache:
+                cache.move_to_end(t)
+        cache.update(fresh)
+        while len(cache) > SENTENCE_CACHE_SIZE:
+            cache.popitem(last=False)
+        return out
+
+    def aliases(self) -> dict[str, list[re.Pattern[str]]]:
+        """Per report, the patterns of the names a question calls it by (built on first use)."""
+        if self._aliases is None:
+            self._aliases = _aliases(self.index)
+        return self._aliases
+
+    def topic_patterns(self) -> dict[str, re.Pattern[str]]:
+        """Per report named by topic, the pattern of "the <topic> review" (built on first use)."""
+        if self._topics is None:
+            self._topics = _topic_patterns(self.index)
+        return self._topics
+
+
+# The default Retriever of each loaded index, for the functions here that take an Index. It holds
+# the index through a weak proxy: a strong reference from the value would keep its key, and so
+# the whole loaded index, alive for ever.
+_RETRIEVERS: weakref.WeakKeyDictionary[Index, Retriever] = weakref.WeakKeyDictionary()
+
+
+def retriever_for(index: Index | Retriever) -> Retriever:
+    """The :class:`Retriever` of a loaded index (built on first use, freed with the index)."""
+    if isinstance(index, Retriever):
+        return index
+    r = _RETRIEVERS.get(index)
+    if r is None:
+        r = _RETRIEVERS[index] = Retriever(weakref.proxy(index))
+    return r
 
 
 def _allowed(index: Index, f: Filters) -> np.ndarray | None:
-    if f.is_empty():
-        return None
-    mask = np.ones(len(index.chunks), dtype=bool)
-    for i, c in enumerate(index.chunks):
-        meta = index.docs[c.doc_id].meta
-        if f.types and meta.type not in f.types:
-            mask[i] = False
-        elif f.year_from and (meta.year is None or meta.year < f.year_from):
-            mask[i] = False
-        elif f.year_to and (meta.year is None or meta.year > f.year_to):
-            mask[i] = False
-        elif f.reports and c.doc_id not in f.reports:
-            mask[i] = False
-        elif f.themes and not set(f.themes) & set(c.themes):
-            mask[i] = False
-    return mask
+    return retriever_for(index).allowed(f)
 
 
 def _aliases(index: Index) -> dict[str, list[re.Pattern[str]]]:
-    cached = getattr(index, "_report_aliases", None)
-    if cached is not None:
-        return cached
     out: dict[str, list[re.Pattern[str]]] = {}
     distinctive = _distinctive_title_words(index)
     for doc_id, d in index.docs.items():
@@ -129,7 +274,6 @@ def _aliases(index: Index) -> dict[str, list[re.Pattern[str]]]:
             words = [re.escape(w) for w in re.split(r"[\s,]+", n) if w]
             pats.append(re.compile(r"\b" + r"[\s,]+".join(words) + r"(?![\w])", re.IGNORECASE))
         out[doc_id] = pats
-    index._report_aliases = out  # type: ignore[attr-defined]
     return out
 
 
@@ -220,9 +364,6 @@ def _topic_patterns(index: Index) -> dict[str, re.Pattern[str]]:
     """Per report, a pattern for "the <topic> review" / "the review of <topic>", where <topic> is
     what its short title says beyond the type ("Thematic Review Adolescent Suicide" ->
     "the adolescent suicide review", "7MB Neglect" -> "the 7 minute briefing on neglect")."""
-    cached = getattr(index, "_report_topics", None)
-    if cached is not None:
-        return cached
     out: dict[str, re.Pattern[str]] = {}
     for doc_id, d in index.docs.items():
         if d.meta.subject:
@@ -240,7 +381,6 @@ def _topic_patterns(index: Index) -> dict[str, re.Pattern[str]]:
             rf"\bthe\s+(?:{topic})\s+{noun}\b|\bthe\s+{noun}\s+(?:on|of|about|into)\s+(?:{topic})\b",
             re.IGNORECASE,
         )
-    index._report_topics = out  # type: ignore[attr-defined]
     return out
 
 
@@ -263,7 +403,8 @@ def report_mentions(index: Index, query: str) -> tuple[list[str], list[tuple[int
                     if doc_id not in found:
                         found.append(doc_id)
 
-    collect(_aliases(index))
+    r = retriever_for(index)
+    collect(r.aliases())
     if found:
         return found, spans
     low = query.lower()
@@ -281,7 +422,7 @@ def report_mentions(index: Index, query: str) -> tuple[list[str], list[tuple[int
                 spans += [m.span() for t in types for m in re.finditer(_TYPE_WORDS[t], low)]
                 spans += [m.span() for m in re.finditer(r"\b(?:review|report)s?\b", low)]
                 return found, spans
-    collect({doc_id: [pat] for doc_id, pat in _topic_patterns(index).items()})
+    collect({doc_id: [pat] for doc_id, pat in r.topic_patterns().items()})
     if found:
         return found, spans
     for t, pat in _SINGULAR_TYPE.items():
@@ -329,36 +470,17 @@ def matched_terms(query: str, text: str) -> tuple[str, ...]:
     return tuple(seen)
 
 
-QUERY_CACHE_SIZE = 256
-SENTENCE_CACHE_SIZE = 20000
 RESCORE_DEPTH_FACTOR = 3
 
 
 def clear_caches(index: Index, everything: bool = False) -> None:
-    """Forget the query embeddings cached for ``index`` (and, with ``everything``, its cached
-    sentence embeddings and the sentence splits), so that latency is measured as a user asking a
-    new question would see it."""
-    index._query_vectors = None  # type: ignore[attr-defined]
-    if everything:
-        index._sentence_vectors = None  # type: ignore[attr-defined]
-        _sentence_spans.cache_clear()
+    """Forget the query embeddings cached for ``index`` (see :meth:`Retriever.clear_caches`)."""
+    retriever_for(index).clear_caches(everything)
 
 
 def query_vector(index: Index, query: str) -> np.ndarray:
-    """The query's embedding, cached per index: an answer, its follow-ups and the app's reruns
-    embed the same query text more than once."""
-    cache: OrderedDict[str, np.ndarray] | None = getattr(index, "_query_vectors", None)
-    if cache is None:
-        cache = OrderedDict()
-        index._query_vectors = cache  # type: ignore[attr-defined]
-    vec = cache.get(query)
-    if vec is None:
-        vec = cache[query] = index.embedder.encode_query(query)
-        while len(cache) > QUERY_CACHE_SIZE:
-            cache.popitem(last=False)
-    else:
-        cache.move_to_end(query)
-    return vec
+    """The query's embedding, cached per index (see :meth:`Retriever.query_vector`)."""
+    return retriever_for(index).query_vector(query)
 
 
 _PARA_NUMBER = re.compile(r"^(?:\d{1,2}(?:\.\d{1,2}){1,3}\.?|\d{1,2}\.|[a-z]\)|\(?[ivx]{1,4}\)|[•▪●◦\-–])\s+")
@@ -399,26 +521,8 @@ def _sentence_spans(text: str) -> tuple[tuple[int, int], ...]:
 
 
 def sentence_vectors(index: Index, texts: Sequence[str]) -> np.ndarray:
-    """Embeddings of sentences, cached on the loaded index (the same report sentences come back
-    for related questions, follow-ups and re-scoring)."""
-    cache: OrderedDict[str, np.ndarray] | None = getattr(index, "_sentence_vectors", None)
-    if cache is None:
-        cache = OrderedDict()
-        index._sentence_vectors = cache  # type: ignore[attr-defined]
-    if not texts:
-        return np.zeros((0, index.faiss.d), dtype=np.float32)
-    missing = list(dict.fromkeys(t for t in texts if t not in cache))
-    fresh = dict(zip(missing, index.embedder.encode_live(missing))) if missing else {}
-    # The result is taken before anything is evicted: with more new sentences than the cache
-    # holds, eviction would otherwise drop vectors this very call still has to return.
-    out = np.vstack([fresh[t] if t in fresh else cache[t] for t in texts])
-    for t in texts:
-        if t in cache:
-            cache.move_to_end(t)
-    cache.update(fresh)
-    while len(cache) > SENTENCE_CACHE_SIZE:
-        cache.popitem(last=False)
-    return out
+    """Embeddings of sentences, cached per index (see :meth:`Retriever.sentence_vectors`)."""
+    return retriever_for(index).sentence_vectors(texts)
 
 
 def _rescore(index: Index, qvec: np.ndarray, fused: dict[int, float], s: Settings, depth: int) -> dict[int, float]:
@@ -465,10 +569,11 @@ def _dense(index: Index, qvec: np.ndarray, n: int, mask: np.ndarray | None) -> d
         return {}
     params = None
     if mask is not None:
-        ids = np.flatnonzero(mask).astype(np.int64)
-        if len(ids) == 0:
+        if not mask.any():
             return {}
-        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(ids))
+        # A bitmap of the mask: built by numpy, read by FAISS, no per-id work in Python.
+        bits = np.packbits(mask, bitorder="little")
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits)))
     scores, idx = index.faiss.search(qvec.reshape(1, -1), min(n, total), params=params)
     return {int(i): float(s) for i, s in zip(idx[0], scores[0]) if i >= 0}
 
@@ -505,23 +610,16 @@ def _fuse(dense: dict[int, float], bm25: dict[int, float], s: Settings) -> dict[
     return fused
 
 
-def _contents_rows(index: Index) -> frozenset[int]:
-    """Rows of the chunks that start under a 'Contents' heading (computed once per index)."""
-    cached = getattr(index, "_contents_rows", None)
-    if cached is None:
-        cached = frozenset(i for i, c in enumerate(index.chunks) if _CONTENTS_HEADING.match(c.heading or ""))
-        index._contents_rows = cached  # type: ignore[attr-defined]
-    return cached
-
-
 def _retrieve(
     index: Index, query: str, qvec: np.ndarray | None, mask: np.ndarray | None, s: Settings
 ) -> tuple[dict[int, float], dict[int, float], dict[int, float]]:
     dense = _dense(index, qvec, s.candidates, mask) if qvec is not None else {}
     bm25 = _bm25(index, query, s.candidates, mask) if s.retrieval_mode != "dense" else {}
     fused = _fuse(dense, bm25, s)
-    for i in _contents_rows(index).intersection(fused):
-        fused[i] *= CONTENTS_PENALTY
+    contents = retriever_for(index).contents
+    for i in fused:
+        if contents[i]:
+            fused[i] *= CONTENTS_PENALTY
     return fused, dense, bm25
 
 
@@ -563,7 +661,7 @@ def search(
     order = sorted(fused, key=lambda i: (-fused[i], i))
     named = detect_reports(index, query) if s.named_report_boost and not f.reports else []
     if named:
-        nmask = np.array([c.doc_id in named for c in index.chunks])
+        nmask = retriever_for(index).reports_mask(named)
         if mask is not None:
             nmask &= mask
         if nmask.any():
@@ -705,6 +803,8 @@ def iter_hit_pages(hits: Iterable[Hit]) -> Iterable[tuple[str, int]]:
 
 __all__ = [
     "Filters",
+    "Retriever",
+    "retriever_for",
     "search",
     "reports",
     "detect_reports",
