@@ -20,7 +20,8 @@ from sscp_rag.embedding import Embedder
 from sscp_rag.errors import IndexCorruptError, IndexMissingError, IndexStaleError, SscpRagError
 from sscp_rag.export import answer_to_docx, answer_to_markdown
 from sscp_rag.feedback import feedback_record, parse_pages, save_feedback
-from sscp_rag.index import Index, build_index, corpus_changes, load_index, read_manifest
+from sscp_rag.index import Index, load_index, read_manifest
+from sscp_rag.ingest import build_index, corpus_changes
 from sscp_rag.records import REVIEW_TYPE_LABELS, REVIEW_TYPES, Answer, page_label
 from sscp_rag.render import locate_pdf, page_png, pages_pdf
 from sscp_rag.retrieval import Filters, matched_terms, reports, search

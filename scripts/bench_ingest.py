@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from sscp_rag.embedding import Embedder  # noqa: E402
-from sscp_rag.index import Index, build_index, embed_text, load_index  # noqa: E402
+from sscp_rag.index import Index, embed_text, load_index  # noqa: E402
+from sscp_rag.ingest import build_index  # noqa: E402
 from sscp_rag.onnx_embed import OnnxEncoder  # noqa: E402
 from sscp_rag.retrieval import search  # noqa: E402
 from sscp_rag.settings import Settings  # noqa: E402

@@ -33,7 +33,8 @@ import numpy as np
 
 from sscp_rag.answer import answer
 from sscp_rag.embedding import Embedder
-from sscp_rag.index import Index, build_index, load_index
+from sscp_rag.index import Index, load_index
+from sscp_rag.ingest import build_index
 from sscp_rag.retrieval import search
 from sscp_rag.settings import Settings
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from sscp_rag.embedding import Embedder
-from sscp_rag.index import Index, build_index, load_index
+from sscp_rag.index import Index, load_index
+from sscp_rag.ingest import build_index
 from sscp_rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

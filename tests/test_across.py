@@ -22,11 +22,13 @@ from docx import Document
 from pypdf import PdfReader
 
 import sscp_rag.index as index_module
+import sscp_rag.ingest as ingest_module
 from sscp_rag.answer import verify_quote
 from sscp_rag.briefing import HEADINGS, briefing_to_docx, briefing_to_markdown, build_briefing, verify_briefing
 from sscp_rag.cli import cli, main
 from sscp_rag.errors import QueryError
-from sscp_rag.index import Index, chunk_corpus
+from sscp_rag.index import Index
+from sscp_rag.ingest import chunk_corpus
 from sscp_rag.recommendations import (
     RecommendationFilters,
     extract,
@@ -238,6 +240,7 @@ def test_briefing_refuses_a_topic_the_reviews_do_not_address(demo_index: Index) 
 @pytest.fixture()
 def run(demo_index, demo_settings, embedder, monkeypatch):
     monkeypatch.setattr(index_module, "Embedder", lambda settings: embedder)
+    monkeypatch.setattr(ingest_module, "Embedder", lambda settings: embedder)
     for name in list(os.environ):
         if name.startswith("SSCP_RAG_"):
             monkeypatch.delenv(name)

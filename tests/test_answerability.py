@@ -15,7 +15,8 @@ from sscp_rag.answer import answer, unknown_pseudonyms, verify_quote
 from sscp_rag.answerability import FEATURES, answer_type_unmet, answer_types, load_model
 from sscp_rag.errors import QueryError
 from sscp_rag.evaluation import QuestionResult, reliability
-from sscp_rag.index import build_index, load_index
+from sscp_rag.index import load_index
+from sscp_rag.ingest import build_index
 from sscp_rag.settings import Settings
 
 FILES = ("scr-child-d.pdf", "scr-baby-ll.pdf", "7mb-safer-sleep.pdf", "thematic-sudi.pdf")

@@ -333,7 +333,7 @@ def _captions(at: AppTest) -> list[str]:
 
 def test_file_names_in_captions_are_escaped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, embedder) -> None:
     """A corpus file named with a Markdown link must not become a live link under its page image."""
-    from sscp_rag.index import build_index
+    from sscp_rag.ingest import build_index
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

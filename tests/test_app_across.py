@@ -80,7 +80,8 @@ def test_report_text_is_inert_and_a_recommendation_cut_at_a_page_break_is_whole(
     both pages, and the tab shows every report text escaped."""
     from pdfmaker import text_pdf
 
-    from sscp_rag.index import build_index, load_index
+    from sscp_rag.index import load_index
+    from sscp_rag.ingest import build_index
     from sscp_rag.recommendations import register
 
     corpus = tmp_path / "corpus"

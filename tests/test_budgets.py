@@ -18,7 +18,7 @@ import pytest
 from sscp_rag.corpus import folder_lock
 from sscp_rag.embedding import Embedder
 from sscp_rag.errors import PdfError, SscpRagError
-from sscp_rag.index import build_index
+from sscp_rag.ingest import build_index
 from sscp_rag.render import page_png
 from sscp_rag.settings import Settings
 from sscp_rag.upload import check_pdf

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import sscp_rag.index as index_module
+import sscp_rag.ingest as ingest_module
 from sscp_rag.cli import cli, main
 
 HIT_KEYS = {
@@ -83,6 +84,7 @@ def _shared_model(monkeypatch, embedder):
     """Each CLI call loads the index afresh; let it reuse the session's (real) model instead of
     loading the same weights again for every invocation."""
     monkeypatch.setattr(index_module, "Embedder", lambda settings: embedder)
+    monkeypatch.setattr(ingest_module, "Embedder", lambda settings: embedder)
     for name in list(os.environ):
         if name.startswith("SSCP_RAG_"):
             monkeypatch.delenv(name)

@@ -570,7 +570,8 @@ def test_unreachable_start_page_is_a_clear_error_and_changes_nothing(site: Site,
 
 
 def test_cli_fetch_then_ingest(site: Site, tmp_path: Path, embedder) -> None:
-    from sscp_rag.index import build_index, load_index
+    from sscp_rag.index import load_index
+    from sscp_rag.ingest import build_index
 
     dest = tmp_path / "sscp"
     runner = CliRunner()

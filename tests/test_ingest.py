@@ -19,11 +19,13 @@ from conftest import REAL_CORPUS
 from test_upload import mutants
 
 import sscp_rag.index as index_mod
-from sscp_rag import themes
+import sscp_rag.ingest as ingest_module
+from sscp_rag import vocabulary
 from sscp_rag.cli import main
 from sscp_rag.embedding import Embedder
 from sscp_rag.errors import CorpusError, IndexMissingError, IndexStaleError
-from sscp_rag.index import build_index, load_index, read_manifest
+from sscp_rag.index import load_index, read_manifest
+from sscp_rag.ingest import build_index
 from sscp_rag.retrieval import search
 from sscp_rag.settings import Settings
 
@@ -133,6 +135,7 @@ def test_each_bad_input_is_skipped_with_its_reason_and_the_rest_ingest(
         make(corpus / name, good)
     # The CLI builds with the already loaded model (the same object build_index would create).
     monkeypatch.setattr(index_mod, "Embedder", lambda settings: embedder)
+    monkeypatch.setattr(ingest_module, "Embedder", lambda settings: embedder)
 
     code, out, err = run_cli(
         monkeypatch, capsys, "ingest", "--corpus", str(corpus), "--index", str(tmp_path / "index"), "--quiet"
@@ -355,7 +358,7 @@ def test_stale_and_missing_index_refuse_to_load_with_a_clear_message(
         load_index(settings_for(base.corpus_dir, tmp_path / "nowhere"))
     # Themes are tagged at ingest: a changed lexicon makes the index stale too.
     with monkeypatch.context() as m:
-        m.setattr(themes, "THEMES", themes.THEMES[:-1])
+        m.setattr(vocabulary, "THEMES", vocabulary.THEMES[:-1])
         with pytest.raises(IndexStaleError, match=r"themes '\w+' -> '\w+'"):
             load_index(base)
     load_index(base).close()  # the same lexicon again: loads

@@ -17,7 +17,8 @@ import pytest
 from conftest import DEMO_CORPUS, REAL_CORPUS
 
 from sscp_rag.embedding import Embedder
-from sscp_rag.index import STAGING, build_index, load_index, read_manifest
+from sscp_rag.index import load_index, read_manifest
+from sscp_rag.ingest import STAGING, build_index
 from sscp_rag.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -135,7 +136,7 @@ def test_ray_option_without_ray_installed_is_a_one_line_error(
 
 def test_a_damaged_staging_entry_is_done_again_not_trusted(tmp_path: Path) -> None:
     from sscp_rag.corpus import CorpusFile
-    from sscp_rag.index import Staging
+    from sscp_rag.ingest import Staging
 
     s = Settings(corpus_dir=tmp_path, index_dir=tmp_path / "index")
     staging = Staging(s.index_dir, s)

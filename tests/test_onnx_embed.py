@@ -137,7 +137,7 @@ def test_answering_never_imports_torch(demo_index: Index, onnx_settings: Setting
 def test_ingest_prepares_the_question_runtime_even_when_up_to_date(tmp_path: Path, embedder: Embedder) -> None:
     """run.sh ends with `sscp-rag ingest` then the app: whatever the index's state, after ingest
     the ONNX export is in the cache, so the app's first question never pays for it."""
-    from sscp_rag.index import build_index
+    from sscp_rag.ingest import build_index
     from sscp_rag.onnx_embed import is_exported
 
     corpus = tmp_path / "corpus"

@@ -15,7 +15,7 @@ from pypdf import PdfReader
 from sscp_rag.chunking import chunk_document, join_pages, make_splitter, section_blocks
 from sscp_rag.corpus import infer_meta
 from sscp_rag.embedding import Embedder
-from sscp_rag.index import chunk_corpus
+from sscp_rag.ingest import chunk_corpus
 from sscp_rag.pdf import read_pdf
 from sscp_rag.settings import Settings
 

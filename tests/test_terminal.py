@@ -13,6 +13,7 @@ import pdfmaker as pm
 import pytest
 
 import sscp_rag.index as index_mod
+import sscp_rag.ingest as ingest_module
 from sscp_rag.cli import main
 from sscp_rag.display import terminal_safe
 from sscp_rag.embedding import Embedder
@@ -54,6 +55,7 @@ def test_cli_output_carries_no_escape_sequences_from_the_corpus(
                                "short_title": f"SCR{ESCAPES} Child Q", "type": "SCR", "year": 2022}]}  # fmt: skip
     (corpus / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     monkeypatch.setattr(index_mod, "Embedder", lambda settings: embedder)
+    monkeypatch.setattr(ingest_module, "Embedder", lambda settings: embedder)
     where = ["--corpus", str(corpus), "--index", str(tmp_path / "index")]
 
     code, out, err = run_cli(monkeypatch, capsys, "ingest", *where, "--quiet")

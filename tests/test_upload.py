@@ -16,7 +16,8 @@ from reportlab.pdfgen import canvas
 from sscp_rag.corpus import CORPUS_LOCK, folder_lock
 from sscp_rag.embedding import Embedder
 from sscp_rag.errors import CorpusError, PdfError, SscpRagError
-from sscp_rag.index import build_index, load_index
+from sscp_rag.index import load_index
+from sscp_rag.ingest import build_index
 from sscp_rag.settings import Settings
 from sscp_rag.upload import add_pdf, check_pdf, safe_pdf_name
 

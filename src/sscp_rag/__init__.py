@@ -12,7 +12,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "build_index": "sscp_rag.index",
+    "build_index": "sscp_rag.ingest",
     "load_index": "sscp_rag.index",
     "Index": "sscp_rag.index",
     "search": "sscp_rag.retrieval",

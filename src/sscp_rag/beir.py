@@ -11,10 +11,8 @@ settings are unchanged.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,14 +27,16 @@ from sscp_rag.corpus import sha256_file
 from sscp_rag.errors import EvalError
 from sscp_rag.evaluation import EvalConfig, EvalQuestion, EvalRun, Judgement, run_evaluation
 from sscp_rag.index import (
-    _build_lock,
-    _write_bm25,
-    _write_vectors,
     bm25_text,
+    build_lock,
     embed_text,
     fingerprint,
     load_index,
+    new_data_dir,
+    publish,
     read_manifest,
+    write_bm25,
+    write_vectors,
 )
 from sscp_rag.records import Chunk, DocumentMeta, Page, content_id
 from sscp_rag.settings import Settings
@@ -181,7 +181,7 @@ def build_text_index(
 
     t0 = time.perf_counter()
     index_dir = Path(settings.index_dir)
-    with _build_lock(index_dir):
+    with build_lock(index_dir):
         old = read_manifest(index_dir)
         if old is not None and old.get("kind") != TEXT_INDEX_KIND:
             raise EvalError(f"{index_dir} holds a PDF corpus index; choose another folder for a text index")
@@ -199,21 +199,16 @@ def build_text_index(
             }
         embedder = embedder or Embedder(settings)
         splitter = make_splitter(embedder.tokenizer, settings.chunk_tokens, settings.chunk_overlap)
-        build_id = time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        tmp_dir = index_dir / f"data-{build_id}.tmp"
-        tmp_dir.mkdir(parents=True)
+        tmp_dir = new_data_dir(index_dir)
         try:
             counts = _write_text_index(tmp_dir, settings, documents, embedder, splitter, progress, tqdm)
         except BaseException:
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise
-        final_dir = index_dir / f"data-{build_id}"
-        os.replace(tmp_dir, final_dir)
         manifest = {
             "kind": TEXT_INDEX_KIND,
             "source_key": source_key,
             "fingerprint": fingerprint(settings),
-            "data_dir": final_dir.name,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "corpus_dir": str(settings.corpus_dir),
             "model": settings.model_name,
@@ -224,12 +219,7 @@ def build_text_index(
             "skipped": counts.pop("skipped"),
             "counts": counts,
         }
-        tmp_manifest = index_dir / "manifest.json.tmp"
-        tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp_manifest, index_dir / "manifest.json")
-        for stale in index_dir.glob("data-*"):
-            if stale.name != final_dir.name:
-                shutil.rmtree(stale, ignore_errors=True)
+        publish(index_dir, tmp_dir, manifest)
     return {
         **manifest["counts"],
         "up_to_date": False,
@@ -290,8 +280,8 @@ def _write_text_index(
         parts.append(embedder.encode(all_texts[i : i + batch]))
         bar.update(len(all_texts[i : i + batch]))
     bar.close()
-    _write_vectors(data_dir, np.vstack(parts))
-    _write_bm25(data_dir, bm25_texts)
+    write_vectors(data_dir, np.vstack(parts))
+    write_bm25(data_dir, bm25_texts)
     return {
         "documents": len(documents) - len(skipped),
         "pages": len(documents) - len(skipped),

@@ -76,7 +76,8 @@ def _echo_json(data: Any) -> None:
 
 
 def _load(settings: Settings):
-    from sscp_rag.index import corpus_changes, load_index
+    from sscp_rag.index import load_index
+    from sscp_rag.ingest import corpus_changes
 
     index = load_index(settings)
     changed = corpus_changes(settings, index.manifest)
@@ -127,7 +128,7 @@ def ingest(ctx, corpus_dir, index_dir, strict, quiet, as_json, ray_address, ray_
     corrupt, empty, not a PDF, no text layer) are skipped with a reason. Exits non-zero only when
     nothing could be ingested, or with --strict.
     """
-    from sscp_rag.index import build_index
+    from sscp_rag.ingest import build_index
 
     s = _settings(ctx, corpus_dir=corpus_dir, index_dir=index_dir)
     producer = None

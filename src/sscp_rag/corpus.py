@@ -21,7 +21,7 @@ from typing import Any
 
 from sscp_rag.errors import CorpusError, SscpRagError
 from sscp_rag.records import REVIEW_TYPES, DocumentMeta
-from sscp_rag.themes import THEME_IDS, resolve_theme
+from sscp_rag.vocabulary import THEME_IDS, resolve_theme
 
 MANIFEST_NAME = "manifest.json"
 # Held by whatever writes PDFs and manifest.json into a corpus folder (fetch, upload), so two

@@ -1,6 +1,6 @@
 """Distributed ingest on a Ray cluster: PDFs are read, chunked and embedded by Ray actors (one
 encoder loaded per actor, kept for all its files); the driver writes the index through the same
-staging and atomic publish as a local build (:func:`sscp_rag.index.build_index`).
+staging and atomic publish as a local build (:func:`sscp_rag.ingest.build_index`).
 
 What is shipped: each PDF's bytes (through Ray's object store, so workers need no shared file
 system), its manifest metadata and the settings. What each worker needs installed: the same
@@ -25,7 +25,7 @@ from sscp_rag import store as st
 from sscp_rag.corpus import CorpusFile
 from sscp_rag.embedding import Embedder
 from sscp_rag.errors import ConfigError, SscpRagError
-from sscp_rag.index import EmbeddedFile, Producer, embed_file, iter_chunked
+from sscp_rag.ingest import EmbeddedFile, Producer, embed_file, iter_chunked
 from sscp_rag.records import DocumentMeta
 from sscp_rag.settings import Settings
 
@@ -139,7 +139,7 @@ class RayRun:
 
 
 def ray_producer(address: str | None = None, workers: int = 0, cpus_per_worker: int = 1) -> Producer:
-    """A producer for :func:`sscp_rag.index.build_index` that reads and embeds on Ray.
+    """A producer for :func:`sscp_rag.ingest.build_index` that reads and embeds on Ray.
 
     ``address``: None or 'local' starts a Ray instance on this machine (``LOCAL_CPUS`` CPUs) and
     stops it at the end; 'auto' or 'ray://host:10001' joins a running cluster. ``workers``: how

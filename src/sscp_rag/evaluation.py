@@ -692,7 +692,8 @@ def corpus_index_opener(embedder: Any = None, progress: bool = False) -> Callabl
     overwrites an index it was not meant for.
     """
     from sscp_rag.embedding import Embedder
-    from sscp_rag.index import build_index, load_index, read_manifest
+    from sscp_rag.index import load_index, read_manifest
+    from sscp_rag.ingest import build_index
 
     cache: dict[str, Any] = {}
     shared: list[Any] = [embedder]

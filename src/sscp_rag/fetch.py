@@ -77,7 +77,7 @@ from sscp_rag.http import (
     status_reason,
 )
 from sscp_rag.settings import Settings
-from sscp_rag.themes import tag_text
+from sscp_rag.vocabulary import tag_text
 
 DEFAULT_START_URL = "https://www.surreyscp.org.uk/case-reviews/learning-from-local-reviews/"
 # Used only when the start page has no link whose text mentions "7 Minute Briefing"; the page is
