@@ -1,32 +1,28 @@
-"""The corpus: PDF files under a root folder, and the manifest(s) that describe them.
+"""The corpus: PDF files under a root folder, and the metadata of each.
 
-A manifest is a ``manifest.json`` file in the corpus root or any sub-folder, of the form
-``{"documents": [{"file": "scr-child-d.pdf", "title": ..., "type": ..., ...}]}`` with ``file``
-relative to the manifest's folder. A PDF that no manifest lists still ingests: its metadata is
-inferred from its file name and first page.
+A PDF's metadata comes from the manifest(s) that list it (:mod:`sscp_rag.corpus_manifest`); a
+PDF that no manifest lists still ingests: its metadata is inferred from its file name and first
+page (:func:`infer_meta`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import json
-import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sscp_rag.errors import CorpusError, SscpRagError
-from sscp_rag.records import REVIEW_TYPES, DocumentMeta
-from sscp_rag.vocabulary import THEME_IDS, resolve_theme
-
-MANIFEST_NAME = "manifest.json"
-# Held by whatever writes PDFs and manifest.json into a corpus folder (fetch, upload), so two
-# writers cannot lose each other's manifest entries.
-CORPUS_LOCK = ".corpus.lock"
+# The manifest names are kept importable from here for the callers that know them as the corpus's.
+from sscp_rag.corpus_manifest import CORPUS_LOCK as CORPUS_LOCK
+from sscp_rag.corpus_manifest import MANIFEST_NAME as MANIFEST_NAME
+from sscp_rag.corpus_manifest import folder_lock as folder_lock
+from sscp_rag.corpus_manifest import load_manifests as load_manifests
+from sscp_rag.corpus_manifest import meta_from_entry as meta_from_entry
+from sscp_rag.corpus_manifest import sha256_file
+from sscp_rag.errors import CorpusError
+from sscp_rag.records import DocumentMeta
+from sscp_rag.vocabulary import PAGE_TYPE_PATTERNS, first_year, infer_type, pseudonym
 
 
 @dataclass(frozen=True)
@@ -36,14 +32,6 @@ class CorpusFile:
     sha256: str
     size: int
     mtime_ns: int = 0
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def list_pdfs(root: Path, known: Mapping[str, Mapping[str, Any]] | None = None) -> list[CorpusFile]:
@@ -86,102 +74,6 @@ def known_files(index_manifest: Mapping[str, Any] | None) -> dict[str, Mapping[s
     return out
 
 
-def load_manifests(root: Path) -> dict[str, DocumentMeta]:
-    """All manifest entries under root, keyed by file path relative to root."""
-    out: dict[str, DocumentMeta] = {}
-    for mpath in sorted(root.rglob(MANIFEST_NAME)):
-        base = mpath.parent.relative_to(root)
-        try:
-            data = json.loads(mpath.read_text(encoding="utf-8"))
-            entries = data["documents"] if isinstance(data, dict) else data
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CorpusError(f"{mpath}: not a valid manifest ({exc})") from exc
-        for i, entry in enumerate(entries):
-            try:
-                rel = (base / entry["file"]).as_posix()
-                out[rel] = meta_from_entry(rel, entry)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise CorpusError(f"{mpath}: entry {i + 1} is invalid ({exc})") from exc
-    return out
-
-
-def meta_from_entry(rel: str, entry: dict) -> DocumentMeta:
-    rtype = normalise_type(str(entry.get("type") or "other"))
-    year = entry.get("year")
-    date = entry.get("date")
-    if year is None and date:
-        m = re.search(r"(19|20)\d\d", str(date))
-        year = int(m.group(0)) if m else None
-    themes = []
-    for t in entry.get("themes") or []:
-        tid = t if t in THEME_IDS else resolve_theme(str(t))
-        if tid and tid not in themes:
-            themes.append(tid)
-    title = str(entry.get("title") or Path(rel).stem)
-    return DocumentMeta(
-        file=rel,
-        title=title,
-        short_title=str(entry.get("short_title") or title),
-        type=rtype,
-        year=int(year) if year is not None else None,
-        date=str(date) if date else None,
-        subject=str(entry.get("subject") or ""),
-        source_url=entry.get("source_url"),
-        themes=tuple(themes),
-        fictional=bool(entry.get("fictional", False)),
-        executive_summary=bool(entry.get("executive_summary", False)),
-    )
-
-
-_TYPE_ALIASES = {t.lower(): t for t in REVIEW_TYPES} | {
-    "cspr": "LCSPR",
-    "lcspr": "LCSPR",
-    "practice review": "LCSPR",
-    "serious case review": "SCR",
-    "thematic review": "thematic",
-    "7mb": "7-minute briefing",
-    "7 minute briefing": "7-minute briefing",
-    "seven minute briefing": "7-minute briefing",
-    "briefing": "7-minute briefing",
-    "domestic homicide review": "DHR",
-    "good practice": "good-practice",
-}
-
-
-def normalise_type(value: str) -> str:
-    """Map a review type name or alias to the controlled list; raise on anything else."""
-    key = value.strip().lower()
-    if key in _TYPE_ALIASES:
-        return _TYPE_ALIASES[key]
-    raise ValueError(f"unknown review type {value!r} (use one of: {', '.join(REVIEW_TYPES)})")
-
-
-# Order matters: the first pattern that matches the file name or first page wins.
-_TYPE_PATTERNS: tuple[tuple[str, str], ...] = (
-    (r"7[\s_-]*minute|\b7mb\b|seven minute", "7-minute briefing"),
-    (r"\bdhr\b|domestic homicide", "DHR"),
-    (r"\bsudi\b|sudden unexpected death", "SUDI"),
-    (r"infographic", "infographic"),
-    (r"\blcspr\b|\bcspr\b|practice review", "LCSPR"),
-    (r"\bscr\b|serious case review", "SCR"),
-    (r"thematic", "thematic"),
-    (r"good practice", "good-practice"),
-)
-
-
-# A page that merely mentions "good practice" is not a good-practice report: only a file name or
-# title says so.
-_PAGE_TYPE_PATTERNS = tuple(p for p in _TYPE_PATTERNS if p[1] != "good-practice")
-
-
-def infer_type(text: str, patterns: tuple[tuple[str, str], ...] = _TYPE_PATTERNS) -> str:
-    low = text.lower()
-    for pat, rtype in patterns:
-        if re.search(pat, low):
-            return rtype
-    return "other"
-
-
 def infer_meta(rel: str, first_page_text: str) -> DocumentMeta:
     """Metadata for a PDF that no manifest lists, from its file name and first page (raw text,
     line by line: a running header there is usually the report's title, so it is kept)."""
@@ -201,11 +93,9 @@ def infer_meta(rel: str, first_page_text: str) -> DocumentMeta:
             break
     rtype = infer_type(f"{name_words}\n{title}")
     if rtype == "other":
-        rtype = infer_type(first_page_text[:1500], _PAGE_TYPE_PATTERNS)
-    years = re.findall(r"\b(20[0-4]\d|19[89]\d)\b", f"{name_words} {first_page_text[:1500]}")
-    year = int(years[0]) if years else None
-    m = re.search(r"\b(Child|Baby|Family|Young Person)\s+([A-Z]{1,3})\b", f"{title} {name_words.title()}")
-    subject = f"{m.group(1)} {m.group(2)}" if m else ""
+        rtype = infer_type(first_page_text[:1500], PAGE_TYPE_PATTERNS)
+    year = first_year(f"{name_words} {first_page_text[:1500]}")
+    subject = pseudonym(f"{title} {name_words.title()}")
     return DocumentMeta(
         file=rel,
         title=title,
@@ -215,44 +105,3 @@ def infer_meta(rel: str, first_page_text: str) -> DocumentMeta:
         subject=subject,
         inferred=True,
     )
-
-
-# The descriptors of the locks this process holds. A forked child (a PDF reader) gets copies of
-# them, and a flock lock lasts while any copy is open: a child that outlived a killed parent would
-# keep the folder locked. Children therefore swap their copies for /dev/null as they start.
-_HELD_LOCKS: set[int] = set()
-
-
-def _drop_inherited_locks() -> None:
-    if not _HELD_LOCKS:
-        return
-    null = os.open(os.devnull, os.O_RDONLY)
-    try:
-        for fd in _HELD_LOCKS:
-            with contextlib.suppress(OSError):
-                os.dup2(null, fd)  # not close(): the number stays taken, so nothing reuses it
-    finally:
-        os.close(null)
-    _HELD_LOCKS.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_drop_inherited_locks)
-
-
-@contextlib.contextmanager
-def folder_lock(folder: Path, lock_name: str, busy: SscpRagError) -> Iterator[None]:
-    """Hold an exclusive, non-blocking lock on ``folder`` (created if missing) so that two runs
-    cannot write it at once; raise ``busy`` if another process holds it. The lock is not passed
-    on to child processes (``open`` sets close-on-exec, and forked children drop their copy)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / lock_name, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise busy from exc
-        _HELD_LOCKS.add(fh.fileno())
-        try:
-            yield
-        finally:
-            _HELD_LOCKS.discard(fh.fileno())

@@ -60,8 +60,9 @@ from bs4 import BeautifulSoup
 from tqdm import tqdm
 
 from sscp_rag import __version__
-from sscp_rag.corpus import CORPUS_LOCK, folder_lock, sha256_file
-from sscp_rag.errors import ConfigError, FetchError
+from sscp_rag.corpus_manifest import MANIFEST_NAME, corpus_lock, fsync_dir, sha256_file, write_atomic
+from sscp_rag.corpus_manifest import read_manifest as read_corpus_manifest
+from sscp_rag.errors import ConfigError, CorpusError, FetchError
 from sscp_rag.http import (
     HTML_TYPES,
     ROBOTS_AGENT,
@@ -77,14 +78,13 @@ from sscp_rag.http import (
     status_reason,
 )
 from sscp_rag.settings import Settings
-from sscp_rag.vocabulary import tag_text
+from sscp_rag.vocabulary import TYPE_PATTERNS, first_year, pseudonym, tag_text
 
 DEFAULT_START_URL = "https://www.surreyscp.org.uk/case-reviews/learning-from-local-reviews/"
 # Used only when the start page has no link whose text mentions "7 Minute Briefing"; the page is
 # normally discovered from that link. (Not verified from this machine, which has no network.)
 DEFAULT_BRIEFINGS_URL = "https://www.surreyscp.org.uk/resources/7-minute-briefings/"
 DEFAULT_DEST = Path("corpus/sscp")
-MANIFEST_NAME = "manifest.json"
 
 # pypdf logs recoverable oddities of real PDFs as warnings; they are not the user's concern.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -241,21 +241,6 @@ class FetchSummary:
 # --------------------------------------------------------------------------------------------
 # metadata from a link title
 
-# Order matters: the first pattern that matches wins ("SUDI Infographic" is an infographic,
-# "Child Death Review Partnership SUDI thematic review" is SUDI, "Thematic Review of Surrey SCRs"
-# is thematic).
-_TYPE_PATTERNS: tuple[tuple[str, str], ...] = (
-    (r"\b(?:7|seven)[\s_-]*minute|\b7mb\b", "7-minute briefing"),
-    (r"infographic", "infographic"),
-    (r"\bdhr\b|domestic homicide", "DHR"),
-    (r"\bsudi\b|sudden unexpected death|child death review", "SUDI"),
-    (r"good practice", "good-practice"),
-    (r"thematic", "thematic"),
-    (r"\blcspr\b|\bcspr\b|practice review", "LCSPR"),
-    (r"\bscr\b|serious case review", "SCR"),
-)
-_SUBJECT_RE = re.compile(r"\b(Child|Baby|Family|Young Person)\s+([A-Z]{1,3})\b")
-_YEAR_RE = re.compile(r"\b(19[89]\d|20[0-4]\d)\b")
 _MONTHS = {
     m: i
     for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)
@@ -277,11 +262,13 @@ def infer_review_type(title: str, url: str = "") -> str:
     name = re.sub(r"[_\-+]+|%20", " ", Path(urlsplit(url).path).stem) if url else ""
     for text in (title, name):
         low = text.lower()
-        for pat, rtype in _TYPE_PATTERNS:
+        for pat, rtype in TYPE_PATTERNS:
             if re.search(pat, low):
                 return rtype
     year = infer_year(title, url)
-    if _SUBJECT_RE.search(title) and year is not None:
+    named = pseudonym(title)
+    # Only a child's or family's review is a practice review: "Adult B" names an adult review.
+    if named and not named.startswith("Adult") and year is not None:
         return "LCSPR" if year >= _LCSPR_FROM_YEAR else "SCR"
     return "other"
 
@@ -290,9 +277,9 @@ def infer_year(title: str, url: str = "") -> int | None:
     """The year in the title, else in the file name (not the upload folder, which dates the
     upload rather than the report)."""
     for text in (title, Path(urlsplit(url).path).stem if url else ""):
-        m = _YEAR_RE.search(text)
-        if m:
-            return int(m.group(1))
+        year = first_year(text)
+        if year is not None:
+            return year
     return None
 
 
@@ -306,8 +293,7 @@ def first_page_year(path: Path) -> int | None:
         text = PdfReader(path).pages[0].extract_text() or ""
     except (PyPdfError, OSError, ValueError, IndexError, KeyError, TypeError):
         return None
-    m = _YEAR_RE.search(text[:1500])
-    return int(m.group(1)) if m else None
+    return first_year(text[:1500])
 
 
 def infer_date(title: str) -> str | None:
@@ -327,14 +313,13 @@ def short_title(title: str, limit: int = 60) -> str:
 def describe_link(title: str, url: str) -> dict[str, Any]:
     """The descriptive manifest fields for a document linked as ``title`` at ``url``."""
     rtype = infer_review_type(title, url)
-    m = _SUBJECT_RE.search(title)
     return {
         "title": title,
         "short_title": short_title(title),
         "type": rtype,
         "year": infer_year(title, url),
         "date": infer_date(title),
-        "subject": f"{m.group(1)} {m.group(2)}" if m else "",
+        "subject": pseudonym(title),
         "themes": list(tag_text(title)),
         "executive_summary": bool(re.search(r"executive summary", title, re.IGNORECASE)),
         "fictional": False,
@@ -468,41 +453,13 @@ def _now() -> str:
 
 def read_manifest(dest: Path) -> list[dict[str, Any]]:
     """The entries of ``dest/manifest.json`` ([] when there is none)."""
-    path = dest / MANIFEST_NAME
-    if not path.exists():
-        return []
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        entries = data["documents"] if isinstance(data, dict) else data
-        if not isinstance(entries, list) or not all(isinstance(e, dict) and "file" in e for e in entries):
-            raise ValueError("'documents' must be a list of objects with a 'file'")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise FetchError(f"{path} is not a valid manifest ({exc}); fix or move it, nothing was fetched") from exc
+        entries = read_corpus_manifest(dest / MANIFEST_NAME).documents
+        if not all(isinstance(e, dict) and "file" in e for e in entries):
+            raise CorpusError(f"{dest / MANIFEST_NAME}: not a valid manifest (an entry has no 'file')")
+    except CorpusError as exc:
+        raise FetchError(f"{exc}; fix or move it, nothing was fetched") from exc
     return entries
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -814,7 +771,7 @@ def _download(
                     tmp.unlink()
                     return _Result("unchanged" if prev else "new", name, digest, etag, last_modified, size, False)
             os.replace(tmp, target)
-            _fsync_dir(dest)
+            fsync_dir(dest)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -864,7 +821,7 @@ def _manifest_bytes(entries: dict[str, dict[str, Any]]) -> bytes:
 def _dest_lock(dest: Path) -> Iterator[None]:
     """One writer at a time per corpus folder (fetch or upload), so none loses another's manifest entries."""
     busy = FetchError(f"another sscp-rag fetch or upload is already writing to {dest}")
-    with folder_lock(dest, CORPUS_LOCK, busy):
+    with corpus_lock(dest, busy):
         yield
 
 
@@ -988,7 +945,7 @@ def _download_all(
         after = _manifest_bytes(entries)
         if after != before:
             dest.mkdir(parents=True, exist_ok=True)
-            _write_atomic(dest / MANIFEST_NAME, after)
+            write_atomic(dest / MANIFEST_NAME, after, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
 
 
 def summary_lines(summary: FetchSummary) -> list[str]:

@@ -11,21 +11,20 @@ was. Every failure is a CorpusError or PdfError with one plain sentence.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from sscp_rag.corpus import CORPUS_LOCK, MANIFEST_NAME, folder_lock, meta_from_entry
+from sscp_rag.corpus_manifest import MANIFEST_NAME, corpus_lock, meta_from_entry, read_manifest, write_atomic
 from sscp_rag.errors import CorpusError, PdfError
 from sscp_rag.records import DocumentMeta
 from sscp_rag.settings import Settings
 from sscp_rag.workers import JobFailed, run_jobs
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
-MAX_NAME_CHARS = 120  # of a saved file name: file systems allow 255 bytes, with room for ".<name>.uploading"
+MAX_NAME_CHARS = 120  # of a saved file name: file systems allow 255 bytes
+_TMP_PREFIX = ".upload-"  # hidden, so a listing of the corpus never takes a half-written file for a PDF
 _DEFAULTS = Settings()
 
 
@@ -85,27 +84,6 @@ def check_pdf(
     return result
 
 
-def _read_root_manifest(path: Path) -> tuple[Any, list[dict[str, Any]]]:
-    """(whole JSON value, its documents list) of a root manifest; a new one if it is missing."""
-    if not path.exists():
-        data: Any = {"documents": []}
-        return data, data["documents"]
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CorpusError(f"{path}: not a valid manifest ({exc}); fix it before uploading") from exc
-    docs = data.get("documents") if isinstance(data, dict) else data
-    if not isinstance(docs, list):
-        raise CorpusError(f"{path}: not a valid manifest (no documents list); fix it before uploading")
-    return data, docs
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.uploading")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def add_pdf(
     corpus_dir: Path,
     filename: str,
@@ -152,21 +130,24 @@ def _save(corpus_dir: Path, name: str, data: bytes, clean: dict[str, Any], repla
     target = corpus_dir / name
     manifest_path = corpus_dir / MANIFEST_NAME
     busy = CorpusError(f"a fetch or another upload is writing to {corpus_dir}; try again when it has finished")
-    with folder_lock(corpus_dir, CORPUS_LOCK, busy):
+    with corpus_lock(corpus_dir, busy):
         if target.exists() and not replace:
             raise CorpusError(f"{name} is already in the corpus; rename the file or choose to replace it")
-        whole, docs = _read_root_manifest(manifest_path)
+        try:
+            manifest = read_manifest(manifest_path)
+        except CorpusError as exc:
+            raise CorpusError(f"{exc}; fix it before uploading") from exc
+        docs = manifest.documents
         docs[:] = [d for d in docs if not (isinstance(d, dict) and d.get("file") == name)]
         docs.append({"file": name, **{k: v for k, v in clean.items() if k != "file"}})
-        text = json.dumps(whole, indent=2, ensure_ascii=False) + "\n"
         previous = target.read_bytes() if target.exists() else None
         try:
-            _write_atomic(target, data)
-            _write_atomic(manifest_path, text.encode("utf-8"))
+            write_atomic(target, data, prefix=_TMP_PREFIX)
+            write_atomic(manifest_path, manifest.to_bytes(), prefix=_TMP_PREFIX)
         except OSError as exc:
             with contextlib.suppress(OSError):  # put the corpus back as it was
                 if previous is None:
                     target.unlink(missing_ok=True)
                 else:
-                    _write_atomic(target, previous)
+                    write_atomic(target, previous, prefix=_TMP_PREFIX)
             raise CorpusError(f"{name} could not be saved in {corpus_dir} ({exc.strerror or exc})") from exc

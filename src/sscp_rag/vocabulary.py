@@ -19,14 +19,92 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The controlled list of review types is defined with the records that carry it and read from
+# here with the rest of the vocabulary.
+from sscp_rag.records import REVIEW_TYPE_LABELS as REVIEW_TYPE_LABELS
+from sscp_rag.records import REVIEW_TYPES as REVIEW_TYPES
 from sscp_rag.records import content_id
 
-# How reviews name the people they are about: "Child Q", "Baby LL", "Family M", "Adult B",
-# "Young Person C". Only with a capital, so "a child I worked with" is not read as a pseudonym.
+# How reviews name the people they are about: "Child Q", "Baby LL", "Family M", "Young Person C",
+# and "Adult B" in the domestic homicide and adult reviews a partnership publishes beside them.
+# Fetch and ingest once knew no "Adult" and answers no "Young Person"; the union is right for
+# both: a review about Adult B has Adult B as its subject, and a question naming Young Person C
+# names a report. Only with a capital, so "a child I worked with" is not read as a pseudonym.
 PSEUDONYM = re.compile(r"\b(?:Child|Baby|Family|Adult|Young\s+Person)\s+[A-Z]{1,3}\b")
 
 # A plausible year of a review or of the events it describes.
 YEAR = re.compile(r"\b(19[89]\d|20[0-4]\d)\b")
+
+
+def pseudonym(text: str) -> str:
+    """The first pseudonym in ``text`` ("Child Q"), its spacing normalised; '' if there is none."""
+    m = PSEUDONYM.search(text)
+    return " ".join(m.group(0).split()) if m else ""
+
+
+def first_year(text: str) -> int | None:
+    """The first plausible year in ``text``, or None."""
+    m = YEAR.search(text)
+    return int(m.group(1)) if m else None
+
+
+# --------------------------------------------------------------------------------------------
+# review types
+
+# What manifests and users may call a review type, mapped to the controlled list.
+TYPE_ALIASES: dict[str, str] = {t.lower(): t for t in REVIEW_TYPES} | {
+    "cspr": "LCSPR",
+    "lcspr": "LCSPR",
+    "practice review": "LCSPR",
+    "serious case review": "SCR",
+    "thematic review": "thematic",
+    "7mb": "7-minute briefing",
+    "7 minute briefing": "7-minute briefing",
+    "seven minute briefing": "7-minute briefing",
+    "briefing": "7-minute briefing",
+    "domestic homicide review": "DHR",
+    "good practice": "good-practice",
+}
+
+
+def normalise_type(value: str) -> str:
+    """Map a review type name or alias to the controlled list; raise ValueError on anything else."""
+    key = value.strip().lower()
+    if key in TYPE_ALIASES:
+        return TYPE_ALIASES[key]
+    raise ValueError(f"unknown review type {value!r} (use one of: {', '.join(REVIEW_TYPES)})")
+
+
+# The review type a title, file name or first page names (lower-cased). Order matters: the first
+# pattern that matches wins ("SUDI Infographic" is an infographic, "Child Death Review Partnership
+# SUDI thematic review" is SUDI, "Thematic Review of Surrey SCRs" is thematic).
+TYPE_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"\b(?:7|seven)[\s_-]*minute|\b7mb\b", "7-minute briefing"),
+    (r"infographic", "infographic"),
+    (r"\bdhr\b|domestic homicide", "DHR"),
+    (r"\bsudi\b|sudden unexpected death|child death review", "SUDI"),
+    (r"good practice", "good-practice"),
+    (r"thematic", "thematic"),
+    (r"\blcspr\b|\bcspr\b|practice review", "LCSPR"),
+    (r"\bscr\b|serious case review", "SCR"),
+)
+
+# A page that merely mentions "good practice" is not a good-practice report: only a file name or
+# title says so.
+PAGE_TYPE_PATTERNS: tuple[tuple[str, str], ...] = tuple(p for p in TYPE_PATTERNS if p[1] != "good-practice")
+
+
+def infer_type(text: str, patterns: tuple[tuple[str, str], ...] = TYPE_PATTERNS) -> str:
+    """The review type the first matching pattern names, or "other"."""
+    low = text.lower()
+    for pat, rtype in patterns:
+        if re.search(pat, low):
+            return rtype
+    return "other"
+
+
+# --------------------------------------------------------------------------------------------
+# abbreviations
 
 # Abbreviations practitioners type, and what the reports may spell out instead (either way
 # round). Lower case; the spelled-out form is matched word by word after stemming.
