@@ -16,7 +16,8 @@ import streamlit as st
 
 from sscp_rag.answer import answer, followup_history
 from sscp_rag.display import highlight_md, md_escape, md_paragraphs, snippet
-from sscp_rag.embedding import Embedder
+from sscp_rag.embedding import make_encoder
+from sscp_rag.encoder import Encoder
 from sscp_rag.errors import IndexCorruptError, IndexMissingError, IndexStaleError, SscpRagError
 from sscp_rag.export import answer_to_docx, answer_to_markdown
 from sscp_rag.feedback import feedback_record, parse_pages, save_feedback
@@ -45,10 +46,11 @@ st.set_page_config(page_title="Safeguarding review learning", page_icon=":materi
 
 
 @st.cache_resource(show_spinner="Loading the embedding model…")
-def get_embedder(model_name: str, embed_backend: str, query_backend: str, _settings: Settings) -> Embedder:
-    """The embedding model, loaded and warmed once per process. Only its question-time runtime
-    loads here (ONNX by default, well under a second); torch loads only if the app re-ingests."""
-    embedder = Embedder(_settings)
+def get_embedder(encoder: str, model_name: str, embed_backend: str, query_backend: str, _settings: Settings) -> Encoder:
+    """The encoder, loaded and warmed once per process (one per encoder, model and runtimes). Only
+    the model's question-time runtime loads here (ONNX by default, well under a second); torch
+    loads only if the app re-ingests."""
+    embedder = make_encoder(_settings)
     embedder.encode_query("warm-up")
     return embedder
 
@@ -58,7 +60,9 @@ def get_index(settings_key: str, data_dir: str, _settings: Settings) -> Index:
     """The index (reloaded when a build replaces its data folder). No warm-up answer: with the
     question encoder loaded, a first answer costs ~0.1 s more than later ones, while a warm-up
     run would delay the page by ~0.5 s (scripts/bench_startup.py)."""
-    embedder = get_embedder(_settings.model_name, _settings.embed_backend, _settings.query_backend, _settings)
+    embedder = get_embedder(
+        _settings.encoder, _settings.model_name, _settings.embed_backend, _settings.query_backend, _settings
+    )
     return load_index(_settings, embedder=embedder)
 
 
@@ -122,7 +126,9 @@ def run_ingest(settings: Settings) -> None:
         bar.progress(min(frac, 1.0), text=f"{stage}: {done} of {total}")
 
     try:
-        embedder = get_embedder(settings.model_name, settings.embed_backend, settings.query_backend, settings)
+        embedder = get_embedder(
+            settings.encoder, settings.model_name, settings.embed_backend, settings.query_backend, settings
+        )
         summary = build_index(settings, progress=False, embedder=embedder, on_progress=on_progress)
     except SscpRagError as exc:
         bar.empty()

@@ -239,8 +239,8 @@ def test_briefing_refuses_a_topic_the_reviews_do_not_address(demo_index: Index) 
 
 @pytest.fixture()
 def run(demo_index, demo_settings, embedder, monkeypatch):
-    monkeypatch.setattr(index_module, "Embedder", lambda settings: embedder)
-    monkeypatch.setattr(ingest_module, "Embedder", lambda settings: embedder)
+    monkeypatch.setattr(index_module, "make_encoder", lambda settings: embedder)
+    monkeypatch.setattr(ingest_module, "make_encoder", lambda settings: embedder)
     for name in list(os.environ):
         if name.startswith("SSCP_RAG_"):
             monkeypatch.delenv(name)

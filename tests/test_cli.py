@@ -83,8 +83,8 @@ REPORT_KEYS = {
 def _shared_model(monkeypatch, embedder):
     """Each CLI call loads the index afresh; let it reuse the session's (real) model instead of
     loading the same weights again for every invocation."""
-    monkeypatch.setattr(index_module, "Embedder", lambda settings: embedder)
-    monkeypatch.setattr(ingest_module, "Embedder", lambda settings: embedder)
+    monkeypatch.setattr(index_module, "make_encoder", lambda settings: embedder)
+    monkeypatch.setattr(ingest_module, "make_encoder", lambda settings: embedder)
     for name in list(os.environ):
         if name.startswith("SSCP_RAG_"):
             monkeypatch.delenv(name)

@@ -10,11 +10,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pdfmaker as pm
 import pytest
 
 from sscp_rag.embedding import ModelEncoder, encoder_identity, make_encoder
 from sscp_rag.encoder import HASHING_DIMS, HashingEncoder
-from sscp_rag.errors import ConfigError
+from sscp_rag.errors import ConfigError, IndexStaleError
+from sscp_rag.index import fingerprint, load_index
+from sscp_rag.ingest import build_index
+from sscp_rag.retrieval import search
 from sscp_rag.settings import Settings
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "sscp_rag"
@@ -72,6 +76,23 @@ def test_hashing_encoder_chunks_with_the_models_tokenizer() -> None:
     hashing = HashingEncoder(Settings()).tokenizer
     model = ModelEncoder(Settings()).tokenizer  # the tokenizer only, not the model
     assert hashing(text)["input_ids"] == model(text)["input_ids"]
+
+
+def test_a_hashing_index_is_never_loaded_as_a_model_index(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    pm.simple_report(corpus / "scr-child-h.pdf", "hotel", "Serious Case Review: Child H", paragraphs=3)
+    hashing = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", encoder="hashing", retrieval_mode="dense")
+    model = hashing.with_overrides(encoder="model")
+    assert fingerprint(model) == {**fingerprint(hashing), "model": "all-MiniLM-L6-v2", "embed_backend": "torch"}
+    with pytest.raises(ConfigError, match="not the one the settings ask for"):  # checked before any loading
+        build_index(hashing, progress=False, embedder=ModelEncoder(model))
+    assert build_index(hashing, progress=False).chunks > 0
+    index = load_index(hashing)
+    assert search(index, "hotelp2s1", k=1)[0].file == "scr-child-h.pdf"  # dense alone finds the words
+    index.close()
+    with pytest.raises(IndexStaleError, match="model 'hashing-384-v1' -> 'all-MiniLM-L6-v2'"):
+        load_index(model)
 
 
 def _imports(module: str) -> set[str]:

@@ -134,8 +134,8 @@ def test_each_bad_input_is_skipped_with_its_reason_and_the_rest_ingest(
     for name, (_, make) in BAD.items():
         make(corpus / name, good)
     # The CLI builds with the already loaded model (the same object build_index would create).
-    monkeypatch.setattr(index_mod, "Embedder", lambda settings: embedder)
-    monkeypatch.setattr(ingest_module, "Embedder", lambda settings: embedder)
+    monkeypatch.setattr(index_mod, "make_encoder", lambda settings: embedder)
+    monkeypatch.setattr(ingest_module, "make_encoder", lambda settings: embedder)
 
     code, out, err = run_cli(
         monkeypatch, capsys, "ingest", "--corpus", str(corpus), "--index", str(tmp_path / "index"), "--quiet"

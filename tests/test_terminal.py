@@ -54,8 +54,8 @@ def test_cli_output_carries_no_escape_sequences_from_the_corpus(
     manifest = {"documents": [{"file": "scr-child-q.pdf", "title": f"Review{ESCAPES} of Child Q",
                                "short_title": f"SCR{ESCAPES} Child Q", "type": "SCR", "year": 2022}]}  # fmt: skip
     (corpus / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    monkeypatch.setattr(index_mod, "Embedder", lambda settings: embedder)
-    monkeypatch.setattr(ingest_module, "Embedder", lambda settings: embedder)
+    monkeypatch.setattr(index_mod, "make_encoder", lambda settings: embedder)
+    monkeypatch.setattr(ingest_module, "make_encoder", lambda settings: embedder)
     where = ["--corpus", str(corpus), "--index", str(tmp_path / "index")]
 
     code, out, err = run_cli(monkeypatch, capsys, "ingest", *where, "--quiet")

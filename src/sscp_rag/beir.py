@@ -177,7 +177,7 @@ def build_text_index(
     """
     from tqdm import tqdm
 
-    from sscp_rag.embedding import Embedder
+    from sscp_rag.embedding import make_encoder
 
     t0 = time.perf_counter()
     index_dir = Path(settings.index_dir)
@@ -197,7 +197,7 @@ def build_text_index(
                 "seconds": round(time.perf_counter() - t0, 3),
                 "index_dir": str(index_dir),
             }
-        embedder = embedder or Embedder(settings)
+        embedder = embedder or make_encoder(settings)
         splitter = make_splitter(embedder.tokenizer, settings.chunk_tokens, settings.chunk_overlap)
         tmp_dir = new_data_dir(index_dir)
         try:
@@ -211,7 +211,7 @@ def build_text_index(
             "fingerprint": fingerprint(settings),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "corpus_dir": str(settings.corpus_dir),
-            "model": settings.model_name,
+            "model": embedder.identity.model,
             "dims": embedder.dims,
             "chunking": {"chunk_tokens": settings.chunk_tokens, "chunk_overlap": settings.chunk_overlap},
             "code_version": __version__,
@@ -300,7 +300,7 @@ def evaluate_beir(
     embedder: Any = None,
 ) -> EvalRun:
     """Index a BEIR folder (or reuse its index) and report document-level metrics per configuration."""
-    from sscp_rag.embedding import Embedder
+    from sscp_rag.embedding import make_encoder
 
     beir = load_beir(root, split)
     base = settings.with_overrides(corpus_dir=Path(root), index_dir=beir_index_dir(settings.index_dir, root))
@@ -311,7 +311,7 @@ def evaluate_beir(
         key = str(Path(s.index_dir).resolve())
         if key not in cache:
             if shared[0] is None:
-                shared[0] = Embedder(s)
+                shared[0] = make_encoder(s)
             build_text_index(s, beir.documents, beir.corpus_sha256, embedder=shared[0], progress=progress)
             cache[key] = load_index(s, embedder=shared[0])
         return cache[key]

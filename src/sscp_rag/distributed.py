@@ -23,7 +23,8 @@ from typing import Any
 
 from sscp_rag import store as st
 from sscp_rag.corpus import CorpusFile
-from sscp_rag.embedding import Embedder
+from sscp_rag.embedding import make_encoder
+from sscp_rag.encoder import Encoder
 from sscp_rag.errors import ConfigError, SscpRagError
 from sscp_rag.ingest import EmbeddedFile, Producer, embed_file, iter_chunked
 from sscp_rag.records import DocumentMeta
@@ -43,7 +44,7 @@ def import_ray() -> Any:
 
 
 def process_pdf(
-    settings: Settings, embedder: Embedder, rel: str, sha256: str, data: bytes, meta: str | None
+    settings: Settings, embedder: Encoder, rel: str, sha256: str, data: bytes, meta: str | None
 ) -> bytes | str:
     """Read, chunk and embed one PDF given as bytes, as a local build does (same reader, time
     budget, chunking and per-file embedding); returns the serialised EmbeddedFile or the reason
@@ -68,7 +69,7 @@ class _FileWorker:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.embedder = Embedder(settings)
+        self.embedder = make_encoder(settings)
 
     def process(self, rel: str, sha256: str, data: bytes, meta: str | None) -> bytes | str:
         return process_pdf(self.settings, self.embedder, rel, sha256, data, meta)
@@ -151,7 +152,7 @@ def ray_producer(address: str | None = None, workers: int = 0, cpus_per_worker: 
         settings: Settings,
         files: list[CorpusFile],
         manifests: dict[str, DocumentMeta],
-        embedder: Embedder,
+        embedder: Encoder,
         old_conn: sqlite3.Connection | None,
     ) -> Iterator[tuple[CorpusFile, EmbeddedFile | str]]:
         started = connect(ray, address)

@@ -691,7 +691,7 @@ def corpus_index_opener(embedder: Any = None, progress: bool = False) -> Callabl
     Refuses an index folder that holds an index of another corpus, so an evaluation never
     overwrites an index it was not meant for.
     """
-    from sscp_rag.embedding import Embedder
+    from sscp_rag.embedding import make_encoder
     from sscp_rag.index import load_index, read_manifest
     from sscp_rag.ingest import build_index
 
@@ -708,7 +708,7 @@ def corpus_index_opener(embedder: Any = None, progress: bool = False) -> Callabl
                     f"{s.corpus_dir}; pass --index with a separate folder for this corpus"
                 )
             if shared[0] is None:
-                shared[0] = Embedder(s)
+                shared[0] = make_encoder(s)
             build_index(s, progress=progress, embedder=shared[0])
             cache[key] = load_index(s, embedder=shared[0])
         return cache[key]

@@ -33,7 +33,8 @@ from sscp_rag import __version__
 from sscp_rag import store as st
 from sscp_rag.chunking import DocText
 from sscp_rag.corpus import folder_lock
-from sscp_rag.embedding import Embedder, effective_backend
+from sscp_rag.embedding import encoder_identity, make_encoder
+from sscp_rag.encoder import Encoder
 from sscp_rag.errors import IndexCorruptError, IndexMissingError, IndexStaleError, SscpRagError
 from sscp_rag.records import Chunk, DocumentMeta
 from sscp_rag.settings import Settings
@@ -50,8 +51,9 @@ MANIFEST = "manifest.json"
 def fingerprint(settings: Settings) -> dict[str, Any]:
     """Everything that changes what the index holds. A mismatch means rebuild."""
     fp = {
-        "model": settings.model_name,
-        "embed_backend": effective_backend(settings),
+        # The encoder's identity under the keys indexes had before encoders were pluggable.
+        "model": encoder_identity(settings).model,
+        "embed_backend": encoder_identity(settings).backend,
         "chunk_tokens": settings.chunk_tokens,
         "chunk_overlap": settings.chunk_overlap,
         "index_schema": INDEX_SCHEMA,
@@ -219,14 +221,14 @@ class Index:
                 f"the index in {data_dir.parent} is inconsistent ({self.faiss.ntotal} vectors, "
                 f"{len(self.chunks)} chunks); re-run: sscp-rag ingest"
             )
-        self._embedder: Embedder | None = None
+        self._embedder: Encoder | None = None
         self.by_file = {d.meta.file: d for d in self.docs.values()}
         self.row_of = {c.id: i for i, c in enumerate(self.chunks)}
 
     @property
-    def embedder(self) -> Embedder:
+    def embedder(self) -> Encoder:
         if self._embedder is None:
-            self._embedder = Embedder(self.settings)
+            self._embedder = make_encoder(self.settings)
         return self._embedder
 
     def doc(self, doc_id: str) -> DocInfo:
@@ -252,7 +254,7 @@ class Index:
 
 
 def load_index(
-    settings: Settings, check: Callable[[dict], None] | None = None, embedder: Embedder | None = None
+    settings: Settings, check: Callable[[dict], None] | None = None, embedder: Encoder | None = None
 ) -> Index:
     """Load the index in ``settings.index_dir``; refuse, with a clear message, if it is missing or
     was built with other settings or code. An already loaded ``embedder`` may be shared."""

@@ -38,7 +38,8 @@ from sscp_rag import __version__
 from sscp_rag import store as st
 from sscp_rag.chunking import DocText, chunk_document, join_pages, make_splitter
 from sscp_rag.corpus import CorpusFile, infer_meta, known_files, list_pdfs, load_manifests
-from sscp_rag.embedding import Embedder, effective_backend
+from sscp_rag.embedding import encoder_identity, make_encoder
+from sscp_rag.encoder import Encoder
 from sscp_rag.errors import ConfigError, CorpusError, IndexCorruptError
 from sscp_rag.index import (
     bm25_text,
@@ -197,7 +198,7 @@ def chunk_corpus(
     corpus = Path(settings.corpus_dir)
     if files is None:
         files = list_pdfs(corpus)
-    return chunk_files(settings, files, load_manifests(corpus), Embedder(settings).tokenizer, progress)
+    return chunk_files(settings, files, load_manifests(corpus), make_encoder(settings).tokenizer, progress)
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,11 +262,12 @@ class EmbeddedFile:
 
 def embed_key(settings: Settings, meta: DocumentMeta, chunk: Chunk) -> str:
     """The embedding-cache key of a chunk: model, effective backend and the text embedded."""
-    return content_id("emb", settings.model_name, effective_backend(settings), embed_text(meta, chunk), length=32)
+    ident = encoder_identity(settings)
+    return content_id("emb", ident.model, ident.backend, embed_text(meta, chunk), length=32)
 
 
 def embed_file(
-    settings: Settings, d: ChunkedDoc, embedder: Embedder, cached: dict[str, np.ndarray] | None = None
+    settings: Settings, d: ChunkedDoc, embedder: Encoder, cached: dict[str, np.ndarray] | None = None
 ) -> EmbeddedFile:
     """Embed one chunked PDF. Its chunks are encoded together (the encoder batches them sorted by
     length and returns them in order), never mixed with another file's: int8 quantisation scales
@@ -353,7 +355,7 @@ def build_index(
     settings: Settings,
     progress: bool = True,
     strict: bool = False,
-    embedder: Embedder | None = None,
+    embedder: Encoder | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
     producer: Producer | None = None,
 ) -> IngestSummary:
@@ -384,11 +386,10 @@ def build_index(
     sha_of = {f.rel: f.sha256 for f in files}
     stat_of = {f.rel: f for f in files}
     summary = IngestSummary(files=len(files), index_dir=str(index_dir))
-    if embedder is not None and (embedder.settings.model_name, effective_backend(embedder.settings)) != (
-        settings.model_name,
-        effective_backend(settings),
-    ):
-        raise ConfigError("the embedder given to build_index uses another model or backend than the settings")
+    if embedder is not None and embedder.identity != encoder_identity(settings):
+        raise ConfigError(
+            "the encoder given to build_index is not the one the settings ask for (encoder, model or backend)"
+        )
 
     with build_lock(index_dir):
         old = read_manifest(index_dir)
@@ -401,7 +402,7 @@ def build_index(
             summary.pages, summary.chunks = old["counts"]["pages"], old["counts"]["chunks"]
             old_conn.close()
             Staging(index_dir, settings).clear()  # left by a run killed after it published
-            _prepare_questions(embedder or Embedder(settings), progress)
+            _prepare_questions(embedder or make_encoder(settings), progress)
             summary.seconds = time.perf_counter() - t0
             return summary
         if old:
@@ -411,7 +412,7 @@ def build_index(
         staging.clear_others()
         tmp_dir = new_data_dir(index_dir)
         try:
-            embedder = embedder or Embedder(settings)
+            embedder = embedder or make_encoder(settings)
             dims = _build_into(
                 tmp_dir,
                 settings,
@@ -443,7 +444,7 @@ def build_index(
             "fingerprint": fingerprint(settings),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "corpus_dir": str(corpus),
-            "model": settings.model_name,
+            "model": encoder_identity(settings).model,
             "dims": dims,
             "chunking": {"chunk_tokens": settings.chunk_tokens, "chunk_overlap": settings.chunk_overlap},
             "code_version": __version__,
@@ -464,7 +465,7 @@ def _stat(f: CorpusFile | None) -> dict[str, int]:
     return {"size": f.size, "mtime_ns": f.mtime_ns} if f is not None else {}
 
 
-def _prepare_questions(embedder: Embedder, progress: bool) -> None:
+def _prepare_questions(embedder: Encoder, progress: bool) -> None:
     """Make the question-time runtime ready, so that the app and CLI answer without importing
     torch: the one-time ONNX export costs least during an ingest (after a build, torch is
     loaded already). When nothing needs exporting this only checks the cache."""
@@ -524,7 +525,7 @@ FileResults = Iterator[tuple[CorpusFile, EmbeddedFile | str]]
 # Makes the EmbeddedFile (or skip reason) of each file given, in any order: the local pipeline
 # below, or sscp_rag.distributed on a Ray cluster.
 Producer = Callable[
-    [Settings, list[CorpusFile], dict[str, DocumentMeta], Embedder, sqlite3.Connection | None], FileResults
+    [Settings, list[CorpusFile], dict[str, DocumentMeta], Encoder, sqlite3.Connection | None], FileResults
 ]
 
 
@@ -538,7 +539,7 @@ class LocalRun:
         settings: Settings,
         files: list[CorpusFile],
         manifests: dict[str, DocumentMeta],
-        embedder: Embedder,
+        embedder: Encoder,
         old_conn: sqlite3.Connection | None,
     ):
         self.settings, self.embedder, self.old_conn = settings, embedder, old_conn
@@ -576,7 +577,7 @@ def _build_into(
     manifests: dict[str, DocumentMeta],
     old: dict | None,
     old_conn: sqlite3.Connection | None,
-    embedder: Embedder,
+    embedder: Encoder,
     summary: IngestSummary,
     progress: bool,
     on_progress: Callable[[str, int, int], None] | None = None,
