@@ -280,7 +280,7 @@ def _write_text_index(
         parts.append(embedder.encode(all_texts[i : i + batch]))
         bar.update(len(all_texts[i : i + batch]))
     bar.close()
-    write_vectors(data_dir, np.vstack(parts))
+    write_vectors(data_dir, np.vstack(parts), settings)
     write_bm25(data_dir, bm25_texts)
     return {
         "documents": len(documents) - len(skipped),

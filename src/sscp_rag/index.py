@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from sscp_rag import __version__
+from sscp_rag import __version__, dense
 from sscp_rag import store as st
 from sscp_rag.chunking import DocText
 from sscp_rag.corpus import folder_lock
@@ -62,6 +62,7 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
     }
     if settings.chunk_by_section:  # only when on: indexes built before the option stay valid
         fp["chunk_by_section"] = True
+    fp.update(dense.fingerprint(settings))
     return fp
 
 
@@ -147,14 +148,12 @@ def remove_orphans(index_dir: Path, manifest: dict[str, Any] | None) -> list[str
 # the dense and BM25 indexes of a data folder
 
 
-def write_vectors(data_dir: Path, matrix: np.ndarray) -> None:
-    """Write the dense index of ``data_dir``: one vector per chunk row, in row order."""
+def write_vectors(data_dir: Path, matrix: np.ndarray, settings: Settings) -> None:
+    """Write the dense index of ``data_dir``: one vector per chunk row, in row order, in the
+    FAISS index ``settings.dense_index`` names (:mod:`sscp_rag.dense`)."""
     import faiss
 
-    index = faiss.IndexFlatIP(matrix.shape[1])
-    if len(matrix):
-        index.add(np.ascontiguousarray(matrix, dtype=np.float32))
-    faiss.write_index(index, str(data_dir / "dense.faiss"))
+    faiss.write_index(dense.build(matrix, settings), str(data_dir / "dense.faiss"))
 
 
 def bm25_tokenize(texts: list[str]) -> Any:

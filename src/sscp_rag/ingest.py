@@ -729,7 +729,7 @@ def _build_into(
     summary.chunks = len(all_chunks)
 
     matrix = np.vstack([vectors[k] for _, _, keys, _ in docs for k in keys])
-    write_vectors(data_dir, matrix)
+    write_vectors(data_dir, matrix, settings)
     write_bm25(data_dir, bm25_texts)
     return int(matrix.shape[1])
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sscp_rag import dense
 from sscp_rag.errors import QueryError
 from sscp_rag.index import Index, bm25_tokenize
 from sscp_rag.records import REVIEW_TYPES, Chunk, Hit
@@ -286,27 +287,38 @@ def _distinctive_title_words(index: Index) -> dict[str, list[str]]:
 
     cap = re.compile(r"[A-Z][a-z]{3,}")
     months = set("January February March April May June July August September October November December".split())
-    counts: dict[str, Counter[str]] = {}
-    for doc_id, d in index.docs.items():
-        words = re.findall(r"[A-Za-z]+", d.text.text)
-        counts[doc_id] = Counter(words) + Counter(f"{a} {b}" for a, b in zip(words, words[1:]))
     cands: dict[str, set[str]] = {}
     for doc_id, d in index.docs.items():
         words = re.findall(r"[A-Za-z]+", f"{d.meta.title} {d.meta.short_title}")
         grams = {w for w in words if cap.fullmatch(w) and w not in months}
         cands[doc_id] = grams | {f"{a} {b}" for a, b in zip(words, words[1:]) if {a, b} <= grams}
     owners = Counter(g for grams in cands.values() for g in grams)
+    # Only the candidates' own forms (as written, lower and upper case) are counted in the texts:
+    # every word and word pair of every report would not fit in memory at archive scale.
+    base_of = {form: g for grams in cands.values() for g in grams for form in (g.upper(), g.lower(), g)}
+    firsts = {form.split(" ", 1)[0] for form in base_of if " " in form}
+    counts: dict[str, Counter[str]] = {}
+    users_of: dict[str, list[str]] = {}  # per candidate, the reports whose text uses it (as written or lower case)
+    total: Counter[str] = Counter()
+    for doc_id, d in index.docs.items():
+        words = re.findall(r"[A-Za-z]+", d.text.text)
+        c = Counter(w for w in words if w in base_of)
+        c.update(f"{a} {b}" for a, b in zip(words, words[1:]) if a in firsts and f"{a} {b}" in base_of)
+        counts[doc_id] = c
+        total.update(c)
+        for g in dict.fromkeys(base_of[form] for form in c if form != base_of[form].upper()):
+            users_of.setdefault(g, []).append(doc_id)
 
     def proper(g: str) -> bool:
-        cased = sum(c[g] for c in counts.values())
-        lower = sum(c[g.lower()] + c[g.upper()] for c in counts.values())
+        cased = total[g]
+        lower = total[g.lower()] + total[g.upper()]
         return cased > 0 and cased >= 0.9 * (cased + lower)
 
     out: dict[str, list[str]] = {}
     for doc_id, grams in cands.items():
         for g in sorted(grams):
-            users = [k for k, c in counts.items() if c[g] or c[g.lower()]]
-            if owners[g] == 1 and doc_id in users and len(users) <= 2 and all(proper(w) for w in g.split()):
+            users = users_of.get(g, [])
+            if owners[g] == 1 and len(users) <= 2 and doc_id in users and all(proper(w) for w in g.split()):
                 # The place's other report (its SEND inspection beside its children's services
                 # one) is named by it too, when it is about that place (three mentions or more).
                 for k in users:
@@ -561,21 +573,12 @@ def _rescore(index: Index, qvec: np.ndarray, fused: dict[int, float], s: Setting
     return out
 
 
-def _dense(index: Index, qvec: np.ndarray, n: int, mask: np.ndarray | None) -> dict[int, float]:
-    import faiss
-
+def _dense(index: Index, qvec: np.ndarray, n: int, mask: np.ndarray | None, s: Settings) -> dict[int, float]:
     total = index.faiss.ntotal
-    if total == 0:
+    if total == 0 or (mask is not None and not mask.any()):
         return {}
-    params = None
-    if mask is not None:
-        if not mask.any():
-            return {}
-        # A bitmap of the mask: built by numpy, read by FAISS, no per-id work in Python.
-        bits = np.packbits(mask, bitorder="little")
-        params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits)))
-    scores, idx = index.faiss.search(qvec.reshape(1, -1), min(n, total), params=params)
-    return {int(i): float(s) for i, s in zip(idx[0], scores[0]) if i >= 0}
+    scores, idx = dense.search(index.faiss, qvec, min(n, total), mask, s)
+    return {int(i): float(v) for i, v in zip(idx, scores) if i >= 0}
 
 
 def _bm25(index: Index, query: str, n: int, mask: np.ndarray | None) -> dict[int, float]:
@@ -613,7 +616,7 @@ def _fuse(dense: dict[int, float], bm25: dict[int, float], s: Settings) -> dict[
 def _retrieve(
     index: Index, query: str, qvec: np.ndarray | None, mask: np.ndarray | None, s: Settings
 ) -> tuple[dict[int, float], dict[int, float], dict[int, float]]:
-    dense = _dense(index, qvec, s.candidates, mask) if qvec is not None else {}
+    dense = _dense(index, qvec, s.candidates, mask, s) if qvec is not None else {}
     bm25 = _bm25(index, query, s.candidates, mask) if s.retrieval_mode != "dense" else {}
     fused = _fuse(dense, bm25, s)
     contents = retriever_for(index).contents
@@ -630,7 +633,7 @@ def rankings(
     ``filters``, before fusion: how far the two retrievers agree is evidence of answerability."""
     s = settings or index.settings
     mask = _allowed(index, validate_filters(index, filters))
-    dense = _dense(index, query_vector(index, query), s.candidates, mask)
+    dense = _dense(index, query_vector(index, query), s.candidates, mask, s)
     return dense, _bm25(index, query, s.candidates, mask)
 
 
