@@ -23,7 +23,7 @@ import numpy as np
 from sscp_rag import __version__
 from sscp_rag import store as st
 from sscp_rag.chunking import chunk_document, join_pages, make_splitter
-from sscp_rag.corpus import sha256_file
+from sscp_rag.corpus_manifest import sha256_file
 from sscp_rag.errors import EvalError
 from sscp_rag.evaluation import EvalConfig, EvalQuestion, EvalRun, Judgement, run_evaluation
 from sscp_rag.index import (

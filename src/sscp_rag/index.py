@@ -32,7 +32,7 @@ import numpy as np
 from sscp_rag import __version__, dense
 from sscp_rag import store as st
 from sscp_rag.chunking import DocText
-from sscp_rag.corpus import folder_lock
+from sscp_rag.corpus_manifest import folder_lock
 from sscp_rag.embedding import encoder_identity, make_encoder
 from sscp_rag.encoder import Encoder
 from sscp_rag.errors import IndexCorruptError, IndexMissingError, IndexStaleError, SscpRagError
