@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pdfmaker as pm
 import pytest
+from conftest import HASHING
 
 from sscp_rag.corpus import folder_lock
-from sscp_rag.embedding import Embedder
+from sscp_rag.encoder import HashingEncoder
 from sscp_rag.errors import PdfError, SscpRagError
 from sscp_rag.ingest import build_index
 from sscp_rag.render import page_png
@@ -66,16 +67,20 @@ def _target(fd: int) -> str | None:
 
 
 @pytest.mark.slow
-def test_costly_pdfs_are_skipped_with_a_reason_within_their_budget(tmp_path: Path, embedder: Embedder) -> None:
+def test_costly_pdfs_are_skipped_with_a_reason_within_their_budget(
+    tmp_path: Path, hashing_encoder: HashingEncoder
+) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     good_report(corpus / "scr-child-q.pdf")
     pm.form_fanout_pdf(corpus / "fanout.pdf")  # ~17 min of pypdf without a budget
     pm.shared_content_pdf(corpus / "shared.pdf")  # ~5 to 27 min
     pm.many_pages_pdf(corpus / "many.pdf", pages=5000)  # (50,000 at the default cap: see the upload test)
-    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", read_timeout=5, read_workers=2, max_pages=300)
+    settings = Settings(
+        corpus_dir=corpus, index_dir=tmp_path / "index", read_timeout=5, read_workers=2, max_pages=300, **HASHING
+    )
     t0 = time.monotonic()
-    summary = build_index(settings, progress=False, embedder=embedder)
+    summary = build_index(settings, progress=False, embedder=hashing_encoder)
     took = time.monotonic() - t0
     reasons = dict(summary.skipped)
     assert summary.documents == 1 and set(reasons) == {"fanout.pdf", "shared.pdf", "many.pdf"}
@@ -136,14 +141,16 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_readers_die_with_a_killed_ingest_and_the_next_ingest_runs(tmp_path: Path, embedder: Embedder) -> None:
+def test_readers_die_with_a_killed_ingest_and_the_next_ingest_runs(
+    tmp_path: Path, hashing_encoder: HashingEncoder
+) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     good_report(corpus / "scr-child-q.pdf")
     pm.form_fanout_pdf(corpus / "fanout.pdf")
     index = tmp_path / "index"
     env = {**os.environ, "SSCP_RAG_CORPUS_DIR": str(corpus), "SSCP_RAG_INDEX_DIR": str(index),
-           "SSCP_RAG_READ_TIMEOUT": "900", "SSCP_RAG_READ_WORKERS": "1"}  # fmt: skip
+           "SSCP_RAG_READ_TIMEOUT": "900", "SSCP_RAG_READ_WORKERS": "1", "SSCP_RAG_ENCODER": "hashing"}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "sscp_rag.cli", "ingest", "--quiet"],
         env=env,
@@ -171,6 +178,8 @@ def test_readers_die_with_a_killed_ingest_and_the_next_ingest_runs(tmp_path: Pat
         time.sleep(0.1)
     # The next ingest is not refused by a lock a reader still holds, and skips the costly file.
     summary = build_index(
-        Settings(corpus_dir=corpus, index_dir=index, read_timeout=5), progress=False, embedder=embedder
+        Settings(corpus_dir=corpus, index_dir=index, read_timeout=5, **HASHING),
+        progress=False,
+        embedder=hashing_encoder,
     )
     assert summary.documents == 1 and dict(summary.skipped)["fanout.pdf"].startswith("over the time budget")

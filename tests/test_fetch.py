@@ -569,7 +569,7 @@ def test_unreachable_start_page_is_a_clear_error_and_changes_nothing(site: Site,
     assert not fresh.exists()
 
 
-def test_cli_fetch_then_ingest(site: Site, tmp_path: Path, embedder) -> None:
+def test_cli_fetch_then_ingest(site: Site, tmp_path: Path, hashing_encoder) -> None:
     from sscp_rag.index import load_index
     from sscp_rag.ingest import build_index
 
@@ -592,10 +592,10 @@ def test_cli_fetch_then_ingest(site: Site, tmp_path: Path, embedder) -> None:
     assert f"start page failed: {site.base}/no-such-page/: HTTP 404 Not Found" in res.output
 
     # ingest picks the fetched files up, with the manifest's metadata
-    settings = Settings(corpus_dir=dest, index_dir=tmp_path / "index")
-    summary = build_index(settings, progress=False, embedder=embedder)
+    settings = Settings(corpus_dir=dest, index_dir=tmp_path / "index", encoder="hashing")  # not about the model
+    summary = build_index(settings, progress=False, embedder=hashing_encoder)
     assert summary.documents == 13 and summary.skipped == []
-    index = load_index(settings, embedder=embedder)
+    index = load_index(settings, embedder=hashing_encoder)
     metas = {d.meta.file: d.meta for d in index.docs.values()}
     assert metas["dhr-doris-executive-summary.pdf"].type == "DHR"
     assert metas["sudi-infographic-dec-2020.pdf"].type == "infographic"

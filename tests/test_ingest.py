@@ -1,6 +1,7 @@
 """Ingest end to end on small corpora of real PDFs made in tmp_path (and 3 of the real public
 PDFs): bad inputs, exit codes, incremental and interrupted builds, metadata inference, stale and
-missing indexes. Every build uses the real model (the session ``embedder``)."""
+missing indexes. No test here is about the model: every build uses the hashing encoder (settings
+``HASHING``, the session ``hashing_encoder``), which loads instantly."""
 
 from __future__ import annotations
 
@@ -15,14 +16,12 @@ from pathlib import Path
 
 import pdfmaker as pm
 import pytest
-from conftest import REAL_CORPUS
+from conftest import HASHING, REAL_CORPUS
 from test_upload import mutants
 
-import sscp_rag.index as index_mod
-import sscp_rag.ingest as ingest_module
 from sscp_rag import vocabulary
 from sscp_rag.cli import main
-from sscp_rag.embedding import Embedder
+from sscp_rag.encoder import HashingEncoder
 from sscp_rag.errors import CorpusError, IndexMissingError, IndexStaleError
 from sscp_rag.index import load_index, read_manifest
 from sscp_rag.ingest import build_index
@@ -67,7 +66,7 @@ def make_corpus(root: Path) -> Path:
 
 
 def settings_for(corpus: Path, index: Path, **kw) -> Settings:
-    return Settings(corpus_dir=corpus, index_dir=index, **kw)
+    return Settings(corpus_dir=corpus, index_dir=index, **HASHING, **kw)
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
@@ -83,11 +82,11 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *arg
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Settings:
+def base(tmp_path_factory: pytest.TempPathFactory, hashing_encoder: HashingEncoder) -> Settings:
     """A built index of the three-report corpus; tests that change things work on a copy."""
     root = tmp_path_factory.mktemp("base")
     s = settings_for(make_corpus(root / "corpus"), root / "index")
-    summary = build_index(s, progress=False, embedder=embedder)
+    summary = build_index(s, progress=False, embedder=hashing_encoder)
     assert summary.documents == 3 and summary.embedded == summary.chunks > 0
     return s
 
@@ -98,8 +97,8 @@ def copy_of(base: Settings, dest: Path) -> Settings:
     return settings_for(dest / "corpus", dest / "index")
 
 
-def chunk_texts(settings: Settings, embedder: Embedder) -> dict[str, list[str]]:
-    index = load_index(settings, embedder=embedder)
+def chunk_texts(settings: Settings, hashing_encoder: HashingEncoder) -> dict[str, list[str]]:
+    index = load_index(settings, embedder=hashing_encoder)
     try:
         out: dict[str, list[str]] = {}
         for c in index.chunks:
@@ -125,7 +124,7 @@ BAD = {
 
 
 def test_each_bad_input_is_skipped_with_its_reason_and_the_rest_ingest(
-    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    tmp_path: Path, hashing_encoder: HashingEncoder, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -133,9 +132,7 @@ def test_each_bad_input_is_skipped_with_its_reason_and_the_rest_ingest(
     pm.simple_report(corpus / "7mb-safer-sleep.pdf", "sleep", "7 Minute Briefing: Safer Sleep", paragraphs=3)
     for name, (_, make) in BAD.items():
         make(corpus / name, good)
-    # The CLI builds with the already loaded model (the same object build_index would create).
-    monkeypatch.setattr(index_mod, "make_encoder", lambda settings: embedder)
-    monkeypatch.setattr(ingest_module, "make_encoder", lambda settings: embedder)
+    monkeypatch.setenv("SSCP_RAG_ENCODER", "hashing")  # the CLI's settings: the encoder of settings_for
 
     code, out, err = run_cli(
         monkeypatch, capsys, "ingest", "--corpus", str(corpus), "--index", str(tmp_path / "index"), "--quiet"
@@ -152,7 +149,7 @@ def test_each_bad_input_is_skipped_with_its_reason_and_the_rest_ingest(
         assert skipped[name]["reason"].startswith(reason)  # ... and in the index manifest
         assert skipped[name]["sha256"]
     assert sorted(manifest["files"]) == ["7mb-safer-sleep.pdf", "scr-child-b.pdf"]
-    assert {c.file for c in load_index(settings_for(corpus, tmp_path / "index"), embedder=embedder).chunks} == {
+    assert {c.file for c in load_index(settings_for(corpus, tmp_path / "index"), embedder=hashing_encoder).chunks} == {
         "7mb-safer-sleep.pdf",
         "scr-child-b.pdf",
     }
@@ -194,25 +191,27 @@ def test_each_bad_input_is_skipped_with_its_reason_and_the_rest_ingest(
     assert not (tmp_path / "none" / "manifest.json").exists()
 
 
-def test_strict_and_empty_corpus_raise_corpus_error(tmp_path: Path, embedder: Embedder) -> None:
+def test_strict_and_empty_corpus_raise_corpus_error(tmp_path: Path, hashing_encoder: HashingEncoder) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     with pytest.raises(CorpusError, match="no PDF files"):
-        build_index(settings_for(corpus, tmp_path / "index"), progress=False, embedder=embedder)
+        build_index(settings_for(corpus, tmp_path / "index"), progress=False, embedder=hashing_encoder)
     pm.empty_file(corpus / "empty.pdf")
     with pytest.raises(CorpusError, match="nothing could be ingested: empty.pdf: empty file"):
-        build_index(settings_for(corpus, tmp_path / "index"), progress=False, embedder=embedder)
+        build_index(settings_for(corpus, tmp_path / "index"), progress=False, embedder=hashing_encoder)
 
 
 # --------------------------------------------------------------------------------------------
 # incremental
 
 
-def test_incremental_reingest_embeds_only_what_changed(base: Settings, tmp_path: Path, embedder: Embedder) -> None:
+def test_incremental_reingest_embeds_only_what_changed(
+    base: Settings, tmp_path: Path, hashing_encoder: HashingEncoder
+) -> None:
     s = copy_of(base, tmp_path)
-    before = chunk_texts(s, embedder)
+    before = chunk_texts(s, hashing_encoder)
 
-    again = build_index(s, progress=False, embedder=embedder)
+    again = build_index(s, progress=False, embedder=hashing_encoder)
     assert again.up_to_date and again.embedded == 0 and again.reused == 3
 
     # Change one file: only its chunks are embedded; the others are reused as they were.
@@ -222,16 +221,16 @@ def test_incremental_reingest_embeds_only_what_changed(base: Settings, tmp_path:
         "Local Child Safeguarding Practice Review: Child K",
         paragraphs=7,
     )
-    changed = build_index(s, progress=False, embedder=embedder)
+    changed = build_index(s, progress=False, embedder=hashing_encoder)
     manifest = read_manifest(s.index_dir)
     assert not changed.up_to_date
     assert (changed.ingested, changed.reused) == (1, 2)
     assert changed.embedded == manifest["files"]["lcspr-child-k-2021.pdf"]["chunks"] > 0
-    after = chunk_texts(s, embedder)
+    after = chunk_texts(s, hashing_encoder)
     assert after["scr-child-a.pdf"] == before["scr-child-a.pdf"]
     assert any("(kappap1s0)" in t for t in after["lcspr-child-k-2021.pdf"])
     assert not any("(kilop1s0)" in t for t in after["lcspr-child-k-2021.pdf"])
-    index = load_index(s, embedder=embedder)
+    index = load_index(s, embedder=hashing_encoder)
     hit = search(index, "kappap3s1", k=1)[0]  # the new text is searchable
     assert hit.file == "lcspr-child-k-2021.pdf" and "(kappap3s1)" in index.span_text(
         hit.file, hit.page_start, hit.page_end
@@ -240,9 +239,9 @@ def test_incremental_reingest_embeds_only_what_changed(base: Settings, tmp_path:
 
     # Remove a file: dropped, nothing embedded.
     (s.corpus_dir / "scr-child-a.pdf").unlink()
-    removed = build_index(s, progress=False, embedder=embedder)
+    removed = build_index(s, progress=False, embedder=hashing_encoder)
     assert removed.removed == ["scr-child-a.pdf"] and removed.embedded == 0 and removed.ingested == 0
-    assert set(chunk_texts(s, embedder)) == {"briefings/7mb-neglect.pdf", "lcspr-child-k-2021.pdf"}
+    assert set(chunk_texts(s, hashing_encoder)) == {"briefings/7mb-neglect.pdf", "lcspr-child-k-2021.pdf"}
     assert sorted(read_manifest(s.index_dir)["files"]) == ["briefings/7mb-neglect.pdf", "lcspr-child-k-2021.pdf"]
     assert len(list(s.index_dir.glob("data-*"))) == 1  # earlier builds cleaned away
 
@@ -251,8 +250,10 @@ def test_incremental_reingest_embeds_only_what_changed(base: Settings, tmp_path:
 # interrupted
 
 
-def _results(settings: Settings, embedder: Embedder, queries: list[str]) -> list[list[tuple[str, int, int, float]]]:
-    index = load_index(settings, embedder=embedder)
+def _results(
+    settings: Settings, hashing_encoder: HashingEncoder, queries: list[str]
+) -> list[list[tuple[str, int, int, float]]]:
+    index = load_index(settings, embedder=hashing_encoder)
     try:
         return [[(h.file, h.page_start, h.page_end, round(h.score, 6)) for h in search(index, q, k=5)] for q in queries]
     finally:
@@ -263,16 +264,16 @@ QUERIES = ["health visitor new birth visit", "strategy discussion without the GP
 
 
 def test_interrupted_ingest_leaves_the_previous_index_loadable(
-    base: Settings, tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    base: Settings, tmp_path: Path, hashing_encoder: HashingEncoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = copy_of(base, tmp_path).with_overrides(embed_batch_size=2)  # 8 chunks per embedding batch
-    before = _results(s, embedder, QUERIES)
+    before = _results(s, hashing_encoder, QUERIES)
     manifest_before = read_manifest(s.index_dir)
     pm.simple_report(s.corpus_dir / "scr-child-a.pdf", "changed", "Serious Case Review: Child A", paragraphs=12)
 
     # Ctrl-C after the first embedding batch of the new build.
     calls: list[int] = []
-    real_encode = embedder.encode
+    real_encode = hashing_encoder.encode
 
     def interrupted(texts, progress=False):
         calls.append(len(texts))
@@ -280,27 +281,30 @@ def test_interrupted_ingest_leaves_the_previous_index_loadable(
             raise KeyboardInterrupt
         return real_encode(texts, progress)
 
-    monkeypatch.setattr(embedder, "encode", interrupted)
+    monkeypatch.setattr(hashing_encoder, "encode", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        build_index(s, progress=False, embedder=embedder)
+        build_index(s, progress=False, embedder=hashing_encoder)
     monkeypatch.undo()
     assert len(calls) == 2
     assert read_manifest(s.index_dir) == manifest_before
     assert not list(s.index_dir.glob("data-*.tmp"))  # the half-built data is gone
-    assert _results(s, embedder, QUERIES) == before  # same index, same answers
+    assert _results(s, hashing_encoder, QUERIES) == before  # same index, same answers
 
     # The next run completes (the build lock was released) and picks the change up.
-    done = build_index(s, progress=False, embedder=embedder)
+    done = build_index(s, progress=False, embedder=hashing_encoder)
     assert done.ingested == 1 and not done.up_to_date
-    assert any("(changedp1s0)" in t for t in chunk_texts(s, embedder)["scr-child-a.pdf"])
+    assert any("(changedp1s0)" in t for t in chunk_texts(s, hashing_encoder)["scr-child-a.pdf"])
 
 
-def test_killed_ingest_leaves_the_previous_index_loadable(base: Settings, tmp_path: Path, embedder: Embedder) -> None:
+def test_killed_ingest_leaves_the_previous_index_loadable(
+    base: Settings, tmp_path: Path, hashing_encoder: HashingEncoder
+) -> None:
     s = copy_of(base, tmp_path)
-    before = _results(s, embedder, QUERIES)
+    before = _results(s, hashing_encoder, QUERIES)
     manifest_before = read_manifest(s.index_dir)
     pm.simple_report(s.corpus_dir / "lcspr-child-k-2021.pdf", "killed", "LCSPR Child K", paragraphs=9)
     env = {**os.environ, "SSCP_RAG_CORPUS_DIR": str(s.corpus_dir), "SSCP_RAG_INDEX_DIR": str(s.index_dir)}
+    env["SSCP_RAG_ENCODER"] = "hashing"
     proc = subprocess.Popen(
         [sys.executable, "-m", "sscp_rag.cli", "ingest", "--quiet"],
         env=env,
@@ -318,9 +322,9 @@ def test_killed_ingest_leaves_the_previous_index_loadable(base: Settings, tmp_pa
         proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     assert read_manifest(s.index_dir) == manifest_before
-    assert _results(s, embedder, QUERIES) == before
+    assert _results(s, hashing_encoder, QUERIES) == before
     # The leftover half build is cleared by the next successful run.
-    build_index(s, progress=False, embedder=embedder)
+    build_index(s, progress=False, embedder=hashing_encoder)
     assert [p.name for p in s.index_dir.glob("data-*")] == [read_manifest(s.index_dir)["data_dir"]]
 
 
@@ -328,8 +332,10 @@ def test_killed_ingest_leaves_the_previous_index_loadable(base: Settings, tmp_pa
 # metadata, stale and missing indexes
 
 
-def test_file_missing_from_manifest_is_ingested_with_inferred_metadata(base: Settings, embedder: Embedder) -> None:
-    index = load_index(base, embedder=embedder)
+def test_file_missing_from_manifest_is_ingested_with_inferred_metadata(
+    base: Settings, hashing_encoder: HashingEncoder
+) -> None:
+    index = load_index(base, embedder=hashing_encoder)
     try:
         listed = index.by_file["scr-child-a.pdf"].meta
         assert (listed.title, listed.type, listed.year, listed.inferred) == (
@@ -363,6 +369,7 @@ def test_stale_and_missing_index_refuse_to_load_with_a_clear_message(
             load_index(base)
     load_index(base).close()  # the same lexicon again: loads
     # Through the CLI: one plain line, exit 1.
+    monkeypatch.setenv("SSCP_RAG_ENCODER", "hashing")
     monkeypatch.setenv("SSCP_RAG_CHUNK_TOKENS", "120")
     code, _, err = run_cli(monkeypatch, capsys, "search", "neglect", "--index", str(base.index_dir))
     assert code == 1 and err.startswith("error: the index in") and "chunk_tokens" in err
@@ -379,7 +386,7 @@ REAL_FILES = (
 )
 
 
-def test_real_pdfs_ingest_and_search(tmp_path: Path, embedder: Embedder) -> None:
+def test_real_pdfs_ingest_and_search(tmp_path: Path, hashing_encoder: HashingEncoder) -> None:
     if not REAL_CORPUS.is_dir():
         pytest.skip(f"the real PDFs are not here: {REAL_CORPUS} is absent")
     corpus = tmp_path / "corpus"
@@ -387,10 +394,10 @@ def test_real_pdfs_ingest_and_search(tmp_path: Path, embedder: Embedder) -> None
     for name in REAL_FILES:  # links, not copies
         (corpus / name).symlink_to(REAL_CORPUS / name)
     s = settings_for(corpus, tmp_path / "index")
-    summary = build_index(s, progress=False, embedder=embedder)
+    summary = build_index(s, progress=False, embedder=hashing_encoder)
     assert summary.documents == 3 and not summary.skipped
     assert summary.pages == sum(read_manifest(s.index_dir)["files"][f]["pages"] for f in REAL_FILES) >= 20
-    index = load_index(s, embedder=embedder)
+    index = load_index(s, embedder=hashing_encoder)
     try:
         hits = search(index, "Camden care leavers personal advisers", k=5)
         assert hits[0].file == "ofsted-ilacs_camden_21-june-2022.pdf"
@@ -409,15 +416,15 @@ def test_real_pdfs_ingest_and_search(tmp_path: Path, embedder: Embedder) -> None
 
 
 @pytest.mark.slow
-def test_fuzzed_pdfs_are_skipped_by_ingest_with_a_reason(tmp_path: Path, embedder: Embedder) -> None:
+def test_fuzzed_pdfs_are_skipped_by_ingest_with_a_reason(tmp_path: Path, hashing_encoder: HashingEncoder) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     seed = pm.simple_report(tmp_path / "seed.pdf", "fuzz", "Serious Case Review: Child F", paragraphs=2).read_bytes()
     pm.simple_report(corpus / "good.pdf", "good", "Serious Case Review: Child Q", paragraphs=3)
     for i, data in enumerate(mutants(seed, 50, seed=7)):
         (corpus / f"m{i:02d}.pdf").write_bytes(data)
-    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", read_timeout=20)
-    summary = build_index(settings, progress=False, embedder=embedder)
+    settings = settings_for(corpus, tmp_path / "index", read_timeout=20)
+    summary = build_index(settings, progress=False, embedder=hashing_encoder)
     assert summary.files == 51 and "good.pdf" not in {f for f, _ in summary.skipped}
     assert summary.skipped, "no mutant was bad enough to skip"
     for file, reason in summary.skipped:
@@ -426,18 +433,20 @@ def test_fuzzed_pdfs_are_skipped_by_ingest_with_a_reason(tmp_path: Path, embedde
 
 
 @pytest.mark.slow
-def test_data_folders_left_by_a_killed_cleanup_are_removed_by_the_next_run(tmp_path: Path, embedder: Embedder) -> None:
+def test_data_folders_left_by_a_killed_cleanup_are_removed_by_the_next_run(
+    tmp_path: Path, hashing_encoder: HashingEncoder
+) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     pm.simple_report(corpus / "scr-child-q.pdf", "good", "Serious Case Review: Child Q", paragraphs=3)
-    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
-    build_index(settings, progress=False, embedder=embedder)
+    settings = settings_for(corpus, tmp_path / "index")
+    build_index(settings, progress=False, embedder=hashing_encoder)
     current = read_manifest(settings.index_dir)["data_dir"]
     # what a kill during the clean-up of an earlier build leaves: part of a data folder, and a temp build
     half = settings.index_dir / "data-20240101000000-dead00"
     (half / "bm25").mkdir(parents=True)
     (half / "bm25" / "params.index.json").write_text("{}")
     (settings.index_dir / "data-20240101000001-beef00.tmp").mkdir()
-    again = build_index(settings, progress=False, embedder=embedder)
+    again = build_index(settings, progress=False, embedder=hashing_encoder)
     assert again.up_to_date  # nothing to build, and still cleaned
     assert [p.name for p in settings.index_dir.glob("data-*")] == [current]

@@ -14,7 +14,7 @@ from pypdf import PdfReader
 
 from sscp_rag.chunking import chunk_document, join_pages, make_splitter, section_blocks
 from sscp_rag.corpus import infer_meta
-from sscp_rag.embedding import Embedder
+from sscp_rag.encoder import HashingEncoder
 from sscp_rag.ingest import chunk_corpus
 from sscp_rag.pdf import read_pdf
 from sscp_rag.settings import Settings
@@ -37,9 +37,9 @@ def squash(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def splitter(embedder: Embedder):
+def splitter(hashing_encoder: HashingEncoder):
     s = Settings()
-    return make_splitter(embedder.tokenizer, s.chunk_tokens, s.chunk_overlap)
+    return make_splitter(hashing_encoder.tokenizer, s.chunk_tokens, s.chunk_overlap)
 
 
 def test_two_column_page_reads_left_column_then_right(tmp_path: Path) -> None:
@@ -191,7 +191,7 @@ def test_every_real_chunk_is_on_the_pages_it_cites() -> None:
     assert not problems, f"{len(problems)} problems in {n_chunks} chunks:\n" + "\n".join(problems[:20])
 
 
-def test_chunks_by_section_never_straddle_a_heading_unless_packed(splitter, embedder: Embedder) -> None:
+def test_chunks_by_section_never_straddle_a_heading_unless_packed(splitter, hashing_encoder: HashingEncoder) -> None:
     """chunk_by_section: a chunk that holds a heading inside it is a whole block of short sections
     packed under the size limit; every other chunk lies within one section."""
     ex = read_pdf(DEMO_CORPUS / "scr-child-g.pdf", "scr-child-g.pdf")
@@ -200,7 +200,7 @@ def test_chunks_by_section_never_straddle_a_heading_unless_packed(splitter, embe
     size = Settings().chunk_tokens
 
     def n_tokens(text: str) -> int:
-        return len(embedder.tokenizer.tokenize(text))
+        return len(hashing_encoder.tokenizer.tokenize(text))
 
     blocks = section_blocks(doc, n_tokens, size)
     assert blocks[0][0] == 0 and blocks[-1][1] == len(doc.text)

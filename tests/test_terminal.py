@@ -12,11 +12,8 @@ from pathlib import Path
 import pdfmaker as pm
 import pytest
 
-import sscp_rag.index as index_mod
-import sscp_rag.ingest as ingest_module
 from sscp_rag.cli import main
 from sscp_rag.display import terminal_safe
-from sscp_rag.embedding import Embedder
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
@@ -45,7 +42,7 @@ ESCAPES = "\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\x1b]0;pwned\x1b\\\x9b31m"
 
 @pytest.mark.slow
 def test_cli_output_carries_no_escape_sequences_from_the_corpus(
-    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -54,8 +51,7 @@ def test_cli_output_carries_no_escape_sequences_from_the_corpus(
     manifest = {"documents": [{"file": "scr-child-q.pdf", "title": f"Review{ESCAPES} of Child Q",
                                "short_title": f"SCR{ESCAPES} Child Q", "type": "SCR", "year": 2022}]}  # fmt: skip
     (corpus / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    monkeypatch.setattr(index_mod, "make_encoder", lambda settings: embedder)
-    monkeypatch.setattr(ingest_module, "make_encoder", lambda settings: embedder)
+    monkeypatch.setenv("SSCP_RAG_ENCODER", "hashing")  # about output, not the model: no model to load
     where = ["--corpus", str(corpus), "--index", str(tmp_path / "index")]
 
     code, out, err = run_cli(monkeypatch, capsys, "ingest", *where, "--quiet")

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pdfmaker as pm
 import pytest
+from conftest import HASHING
 from pypdf import PdfReader, PdfWriter
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
 from sscp_rag.corpus import CORPUS_LOCK, folder_lock
-from sscp_rag.embedding import Embedder
+from sscp_rag.encoder import HashingEncoder
 from sscp_rag.errors import CorpusError, PdfError, SscpRagError
 from sscp_rag.index import load_index
 from sscp_rag.ingest import build_index
@@ -113,7 +114,7 @@ def test_safe_names_and_page_counts(tmp_path: Path) -> None:
     assert check_pdf(_pdf_bytes(tmp_path, ["one"])) == 1
 
 
-def test_uploaded_report_is_indexed_with_progress_reports(tmp_path: Path, embedder: Embedder) -> None:
+def test_uploaded_report_is_indexed_with_progress_reports(tmp_path: Path, hashing_encoder: HashingEncoder) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     add_pdf(corpus, "baby-r.pdf", _pdf_bytes(tmp_path, [
@@ -121,15 +122,15 @@ def test_uploaded_report_is_indexed_with_progress_reports(tmp_path: Path, embedd
         "The review found that safer sleep advice was given once and never repeated to the father.",
         "Health visitors should repeat safer sleep advice whenever the family's circumstances change.",
     ]), ENTRY)  # fmt: skip
-    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", **HASHING)
     calls: list[tuple[str, int, int]] = []
-    summary = build_index(settings, progress=False, embedder=embedder, on_progress=lambda *a: calls.append(a))
+    summary = build_index(settings, progress=False, embedder=hashing_encoder, on_progress=lambda *a: calls.append(a))
     assert summary.documents == 1
     reads = [c for c in calls if c[0] == "Reading PDFs"]
     assert reads and reads[-1][1:] == (1, 1)
     embeds = [c for c in calls if c[0] == "Embedding chunks"]
     assert embeds and embeds[-1][1] == embeds[-1][2] == summary.embedded
-    index = load_index(settings, embedder=embedder)
+    index = load_index(settings, embedder=hashing_encoder)
     meta = index.by_file["baby-r.pdf"].meta
     assert (meta.short_title, meta.type, meta.year, meta.inferred) == ("SCR Baby R", "SCR", 2022, False)
 
