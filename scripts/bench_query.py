@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from sscp_rag.answer import answer
-from sscp_rag.embedding import Embedder
+from sscp_rag.embedding import make_encoder
+from sscp_rag.encoder import Encoder
 from sscp_rag.index import Index, load_index
 from sscp_rag.ingest import build_index
 from sscp_rag.retrieval import search
@@ -82,7 +83,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def ensure_index(corpus: Path, index_dir: Path, embedder: Embedder, rescore: bool) -> Index:
+def ensure_index(corpus: Path, index_dir: Path, embedder: Encoder, rescore: bool) -> Index:
     settings = Settings.from_env(corpus_dir=corpus, index_dir=index_dir, rescore=rescore or None)
     t0 = time.perf_counter()
     summary = build_index(settings, progress=sys.stderr.isatty(), embedder=embedder)
@@ -120,7 +121,7 @@ def main() -> None:
     args = ap.parse_args()
 
     load_before = os.getloadavg()
-    embedder = Embedder(Settings.from_env())
+    embedder = make_encoder(Settings.from_env())
     corpora = [("demo", DEMO)]
     if not args.skip_real:
         if REAL.is_dir():

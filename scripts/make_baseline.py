@@ -26,7 +26,7 @@ SETS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sscp_rag.embedding import Embedder
+    from sscp_rag.embedding import make_encoder
     from sscp_rag.errors import SscpRagError
     from sscp_rag.evaluation import DEFAULT_CONFIG, evaluate_corpus, resolve_configs, table_rows, write_report
     from sscp_rag.evaluation import _md_table as md_table
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             if not corpus.is_dir():
                 raise SscpRagError(f"corpus {corpus} does not exist")
             settings = Settings.from_env({}, corpus_dir=corpus, index_dir=args.work / name)
-            embedder = embedder or Embedder(settings)
+            embedder = embedder or make_encoder(settings)
             print(f"== {name}: {eval_file.relative_to(ROOT)} over {corpus}", file=sys.stderr)
             run = evaluate_corpus(eval_file, settings, configs, k=args.k, progress=True, embedder=embedder)
             run.source = str(eval_file.relative_to(ROOT))
