@@ -44,10 +44,10 @@ def sha256_file(path: Path) -> str:
 # read
 
 
-@dataclass
+@dataclass(frozen=True)
 class Manifest:
     """One manifest file as read: the whole JSON value and its documents list (the same list
-    object, so editing ``documents`` edits what :meth:`to_bytes` writes)."""
+    object, so editing ``documents`` in place edits what :meth:`to_bytes` writes)."""
 
     path: Path
     data: Any = None

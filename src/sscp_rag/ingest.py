@@ -37,7 +37,8 @@ from tqdm import tqdm
 from sscp_rag import __version__
 from sscp_rag import store as st
 from sscp_rag.chunking import DocText, chunk_document, join_pages, make_splitter
-from sscp_rag.corpus import CorpusFile, infer_meta, known_files, list_pdfs, load_manifests
+from sscp_rag.corpus import CorpusFile, infer_meta, known_files, list_pdfs
+from sscp_rag.corpus_manifest import load_manifests
 from sscp_rag.embedding import encoder_identity, make_encoder
 from sscp_rag.encoder import Encoder
 from sscp_rag.errors import ConfigError, CorpusError, IndexCorruptError
