@@ -3,9 +3,11 @@
     python scripts/fit_answerability.py                 # report only
     python scripts/fit_answerability.py --write         # also write the shipped model and the report
 
-For every question of every set, ``answer()`` runs with the default settings and its decision's
-features are kept (questions declined by a rule, such as a name no report mentions, keep their
-features too; the rule decides them whatever the model says). Then, for each set in turn, a
+For every question of every set, the answer's decision on the whole question (before a declined
+two-part question is split, so that the features do not depend on the model being fitted) is
+made with the default settings and its features are kept (questions declined by a rule, such as
+a name no report mentions or a count no passage gives, keep their features too; the rule decides
+them whatever the model says, and the model is fitted on the rest). Then, for each set in turn, a
 logistic regression (scikit-learn, standardised features, balanced classes) is fitted on the
 OTHER sets, its threshold is chosen on those same training sets (the highest recall of
 unanswerable questions whose false-abstention rate on the training answerable questions stays
@@ -26,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from sscp_rag.answer import answer  # noqa: E402
+from sscp_rag.answer import whole_question_decision  # noqa: E402
 from sscp_rag.answerability import FEATURE_HELP, FEATURES, MODEL_FILE  # noqa: E402
 from sscp_rag.evaluation import corpus_index_opener, load_eval_set  # noqa: E402
 from sscp_rag.settings import Settings  # noqa: E402
@@ -35,7 +37,7 @@ SETS = {
     "demo": (ROOT / "eval" / "demo.jsonl", ROOT / "corpus" / "demo"),
     "real": (ROOT / "eval" / "real.jsonl", ROOT.parent / "shared" / "corpus-real"),
 }
-RULES = ("name", "similarity", "passages")
+RULES = ("name", "type", "similarity", "passages")
 
 
 def collect(name: str, index_root: Path) -> list[dict]:
@@ -45,7 +47,7 @@ def collect(name: str, index_root: Path) -> list[dict]:
     index = corpus_index_opener(progress=True)(s)
     rows = []
     for q in load_eval_set(eval_file):
-        d = answer(index, q.question, settings=s).decision
+        d = whole_question_decision(index, q.question, s)
         feats = dict(d.features) if d.features else None
         rows.append(
             {
@@ -61,7 +63,8 @@ def collect(name: str, index_root: Path) -> list[dict]:
 
 
 def _xy(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    rows = [r for r in rows if r["features"] is not None]
+    # The model decides only what no rule has: rows a rule declined would teach it nothing it uses.
+    rows = [r for r in rows if r["features"] is not None and r["rule"] is None]
     x = np.array([[r["features"][f] for f in FEATURES] for r in rows], dtype=np.float64)
     y = np.array([1 if r["answerable"] else 0 for r in rows])
     return x, y

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 from conftest import DEMO_CORPUS
 
@@ -78,7 +79,7 @@ def test_a_tempting_question_about_a_detail_the_report_never_gives_is_declined(s
     # how many social workers were disciplined (the word appears in none of these reports).
     a = answer(small_index, "How many social workers were disciplined after SCR Child D?")
     _declined(a)
-    assert a.decision.basis in ("model", "similarity")
+    assert a.decision.basis in ("type", "model", "similarity"), a.decision
     assert any(h.file == "scr-child-d.pdf" for h in a.related)  # the closest passages are offered
 
 
@@ -142,6 +143,9 @@ def test_many_names_are_checked_against_a_set_and_long_questions_refused(small_i
         ("When did health visitors start the assessment?", "date"),
         ("How many escalations did schools make?", "number"),
         ("Which London borough did he move to?", "name"),
+        ("What judgement did the council receive at its last inspection?", "grade"),
+        ("Under what category was the child's protection plan made?", "category"),
+        ("Which neglect assessment tool do social workers use?", "name"),
         ("What did reviews say about neglect?", None),
     ],
 )
@@ -158,6 +162,45 @@ def test_answer_type_is_met_only_by_a_sentence_that_gives_one():
     assert answer_type_unmet(q, ["He was sentenced to three years."], [1.0], False) == ""
     # A figure in a sentence about something else (no question word in it) does not count.
     assert answer_type_unmet(q, ["Three years later the school closed."], [0.0], False) == "duration"
+
+
+def test_a_count_must_count_the_thing_asked_about():
+    q = "How many practitioners came to the learning event?"
+    # "six" counts agencies; the practitioners are another item of the list.
+    assert answer_type_unmet(q, ["Reports from six agencies, and a practitioner learning event."], [1.0], False)
+    assert answer_type_unmet(q, ["The review held a learning event on 5 March 2014."], [1.0], False) == "number"
+    assert answer_type_unmet(q, ["Forty practitioners came to the learning event."], [1.0], False) == ""
+
+    # A near-synonym of the counted word counts when a similarity is given (here a fixed one).
+    def similar(a, b):
+        return np.array([[1.0 if (x, y) == ("practitioners", "professionals") else 0.0 for y in b] for x in a])
+
+    assert answer_type_unmet(q, ["Forty professionals attended."], [1.0], False, similar=similar) == ""
+
+
+def test_a_figure_for_another_year_does_not_answer():
+    q = "How many notifications did the police send to schools in 2019/20?"
+    assert answer_type_unmet(q, ["In 2020/21 the police sent 4,260 notifications to schools."], [1.0], False)
+    assert answer_type_unmet(q, ["In 2019/20 the police sent 3,900 notifications to schools."], [1.0], False) == ""
+    assert answer_type_unmet(q, ["The police sent 3,900 notifications to schools."], [1.0], False) == ""
+
+
+def test_a_name_must_be_new_and_a_grade_must_be_one():
+    q = "Who is the interim director of children's services in Liverpool?"
+    common = frozenset({"mother", "court"})
+    # An acronym of the question's own words, a month, a word the question gives, or a common
+    # word capitalised as a role are not names.
+    for sentence in (
+        "The new interim DCS has strengthened oversight in Liverpool.",
+        "The interim director started in March.",
+        "The interim director met Mother at the Court.",
+    ):
+        assert answer_type_unmet(q, [sentence], [1.0], False, common) == "name", sentence
+    assert answer_type_unmet(q, ["The interim director, Jane Okafor, started in March."], [1.0], False, common) == ""
+    q = "What judgement did the council receive at the 2017 inspection?"
+    assert answer_type_unmet(q, ["In 2017 care leavers received a consistently good service."], [1.0], False)
+    assert answer_type_unmet(q, ["In 2017 services were judged inadequate."], [1.0], False) == ""
+    assert answer_type_unmet(q, ["In 2018 services were judged inadequate."], [1.0], False) == "grade"
 
 
 def test_reliability_curve_counts_declines_below_each_threshold():

@@ -322,6 +322,13 @@ def answer(
     return _answer(index, question, filters, history, settings or index.settings, split_parts=True)
 
 
+def whole_question_decision(index: Index, question: str, settings: Settings | None = None) -> Decision:
+    """The answerability decision on ``question`` as a whole, before a declined two-part question
+    is split: what ``scripts/fit_answerability.py`` fits the model on, so that the features it
+    learns from do not depend on the model being fitted."""
+    return _answer(index, question, None, (), settings or index.settings, split_parts=False).decision
+
+
 def _answer(
     index: Index,
     question: str,

@@ -29,7 +29,8 @@ import functools
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -50,9 +51,9 @@ FEATURES: tuple[str, ...] = (
     "max_uncovered_idf",
     "agreement",
     "constraint_unmet",
-    "quantity_unmet",
     "uncovered_sentence",
     "uncovered_phrase",
+    "support",
 )
 FEATURE_HELP: dict[str, str] = {
     "best_sentence": "cosine similarity of the best quotable sentence of the passages to the question",
@@ -65,13 +66,12 @@ FEATURE_HELP: dict[str, str] = {
     "agreement": "overlap of the BM25 and dense top ten passages (0-1)",
     "constraint_unmet": "1 when none of the passages comes from a report that mentions (in its text, title or "
     "year) all the names, acronyms and years the question gives",
-    "quantity_unmet": "1 when the question asks for a kind of answer (a number, percentage, amount of money, "
-    "duration, frequency, age, date or name) and none of the most similar or best-covering sentences gives one "
-    "together with some of the question's words",
     "uncovered_phrase": "IDF-weighted share of the question's two-word phrases ('sexual exploitation', 'private "
     "fostering') whose words no passage holds within three words of each other",
     "uncovered_sentence": "IDF-weighted share of the question's salient words (names aside) that the best-covering "
     "sentence of the passages lacks",
+    "support": "how many of the passages found hold at least half of the question's salient words (names aside, "
+    "IDF-weighted), out of five: a topic the reviews discuss fills several passages, one named in passing fills one",
 }
 STATUSES = ("answered", "partial", "declined")
 
@@ -97,6 +97,8 @@ _FRAME = set(
     let""".split()
 )
 _MONTHS = "january february march april may june july august september october november december".split()
+_WEEKDAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
+_YEARISH = re.compile(r"\b((?:19|20)\d\d)(?:\s*[/\-]\s*(\d{2,4}))?\b")
 _NUMBER_WORDS = set(
     """one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen
     seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand
@@ -141,20 +143,46 @@ _ANSWER_TYPES: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple(
             r"\b(?:19|20)\d\d\b|\b(?:" + "|".join(_MONTHS) + r")\b|\b\d{1,2}/\d{1,2}\b",
         ),
         ("number", r"\bhow\s+many\b|\bwhat\s+(?:number|amount|figure)\b", rf"\b{_NUM}\b"),
+        # The field's own closed answer sets: an inspection's judgement is one of four grades, and
+        # a child protection plan is made under one of four categories.
+        (
+            "grade",
+            r"\b(?:what|which)\s+(?:overall\s+)?(?:judgements?|judgments?|grades?|ratings?)\b",
+            # "good" alone is everyday praise ("a consistently good service"); as a grade it is judged.
+            r"\b(?:inadequate|requires\s+improvement|outstanding)\b|\b(?:judged|rated|graded)\s+(?:as\s+|to\s+be\s+)?good\b",
+        ),
+        (
+            "category",
+            r"\b(?:what|which)\s+categor(?:y|ies)\b",
+            r"\b(?:neglect|physical\s+abuse|emotional\s+abuse|sexual\s+abuse|multiple)\b",
+        ),
         (
             # A name: "which borough", "which charity", "who is the director": a capitalised word
             # or an acronym (not the sentence's first word) that the question does not already give.
             "name",
             r"\b(?:which|what)\s+(?:\w+\s+){0,2}(?:borough|town|city|county|country|charity|company|organisation|"
             r"organization|supplier|provider|product|app|apps|platform|platforms|software|judge|court|hospital|"
-            r"language|languages|name|names)\b|\bwho\s+(?:is|was|were|are)\s+the\b|\bwhat\s+is\s+the\s+name\b",
+            r"language|languages|name|names|tool|tools|framework|programme|scheme)\b|\bwho\s+(?:is|was|were|are)\s+the\b|\bwhat\s+is\s+the\s+name\b",
             r"(?<![.!?]\s)(?<!^)\b(?:[A-Z][a-z]+|[A-Z]{2,})\b",
         ),
     )
 )
+_TYPE_WORDS = {
+    "percentage": "a percentage",
+    "money": "an amount of money",
+    "duration": "a length of time",
+    "frequency": "how often",
+    "age": "an age",
+    "date": "a date",
+    "number": "a number",
+    "grade": "an inspection judgement",
+    "category": "a category",
+    "name": "a name",
+}
 _TOKEN = re.compile(r"\w\w+")
 SAMPLE_SIZE = 1024
 SENTENCES = 5  # the best sentences whose own coverage of the question counts
+SUPPORT_PASSAGES = 5
 WORD_CACHE_SIZE = 50_000
 # A question word counts as covered by a passage word whose embedding is at least this similar
 # (all-MiniLM-L6-v2 single words: "extra"/"additional" 0.83, "weakness"/"weak" 0.66, "money"/
@@ -208,8 +236,9 @@ class Decision:
     covered: tuple[str, ...] = ()  # question words the passages hold
     best_similarity: float = 0.0
     features: tuple[tuple[str, float], ...] = field(default=(), repr=False)
-    # What decided: "model", "name" (the question names something no report mentions),
-    # "similarity" (nothing close enough), or "passages" (no quotable passage).
+    # What decided: "model", "name" (the question names something no report mentions), "type"
+    # (it asks for a number, a name, ... that no passage found gives), "similarity" (nothing close
+    # enough), "passages" (no quotable passage) or "llm" (the model voted "not stated").
     basis: str = "model"
 
     @property
@@ -300,6 +329,10 @@ class CorpusStats:
             self.sample = np.zeros((0, index.faiss.d), dtype=np.float32)
         self._max_idf = self._idf(0)
         self._words: dict[str, np.ndarray] = {}
+        # Words the reports use in lower case at least twice: a capitalised word among them is a
+        # title or a role ("Mother", "Court"), not a name.
+        lower = Counter(w for d in index.docs.values() for w in re.findall(r"\b[a-z][a-z'\-]+\b", d.text.text))
+        self.common_lower = frozenset(w for w, c in lower.items() if c >= 2)
 
     def word_vectors(self, index: Index, words: Sequence[str]) -> np.ndarray:
         """Embeddings of single words, cached (the same report words come back question after question)."""
@@ -361,6 +394,8 @@ def question_terms(index: Index, question: str, skip: Sequence[tuple[int, int]] 
     theme_spans = [(tid, m.span()) for tid, pat in _theme_patterns() for m in pat.finditer(question)]
     expansion_spans = [(abbr, m.span()) for abbr, pat in _expansions() for m in pat.finditer(question)]
     named_spans = [m.span() for m in PSEUDONYM.finditer(question)]
+    # "2019/20" is one year: its "20" is not a word of its own.
+    skip = [*skip, *(m.span(2) for m in _YEARISH.finditer(question) if m.group(2))]
     # "how many", "what percentage": the kind of answer asked for, checked on its own.
     skip = [*skip, *(m.span() for _, pat, _ in _ANSWER_TYPES[:-1] for m in pat.finditer(question))]
     terms: list[Term] = []
@@ -413,6 +448,8 @@ class Evidence:
     terms: tuple[Term, ...]
     covered_any: tuple[bool, ...]  # per term: held by some passage
     values: tuple[float, ...]  # in FEATURES order
+    # The kind of answer the question asks for ("number", "name", ...) when no passage gives one.
+    unmet_type: str = ""
 
     def as_pairs(self) -> tuple[tuple[str, float], ...]:
         return tuple(zip(FEATURES, self.values))
@@ -470,10 +507,20 @@ def evidence(
     # the question's words.
     covering = [i for i in np.argsort([-x for x in sent_share])[:SENTENCES] if sent_share[i] >= 0.5]
     look = list(dict.fromkeys([*order, *(int(i) for i in covering)]))
-    quantity_unmet = bool(
-        answer_type_unmet(question, [sentences[i] for i in look], [sent_share[i] for i in look], not content)
+    unmet_type = answer_type_unmet(
+        question,
+        [sentences[i] for i in look],
+        [sent_share[i] for i in look],
+        not content,
+        stats.common_lower,
+        lambda a, b: stats.word_vectors(index, a) @ stats.word_vectors(index, b).T,
     )
     uncovered_phrase = _uncovered_phrases(question, terms, [hits[i].text for i in pool])
+    content_idx = [j for j, t in enumerate(terms) if not t.named]
+    support = 0.0
+    if content_idx:
+        shares = [_share([terms[j] for j in content_idx], [row[j] for j in content_idx]) for row in cover]
+        support = min(sum(x >= 0.5 for x in shares), SUPPORT_PASSAGES) / SUPPORT_PASSAGES
     values = (
         best,
         best - base,
@@ -483,11 +530,11 @@ def evidence(
         max_unc,
         agreement,
         float(constraint_unmet),
-        float(quantity_unmet),
         uncovered_sentence,
         uncovered_phrase,
+        support,
     )
-    return Evidence(tuple(terms), covered_any, values)
+    return Evidence(tuple(terms), covered_any, values, unmet_type)
 
 
 def answer_types(question: str) -> list[str]:
@@ -495,22 +542,110 @@ def answer_types(question: str) -> list[str]:
     return [name for name, q, _ in _ANSWER_TYPES if q.search(question)]
 
 
-def answer_type_unmet(question: str, sentences: Sequence[str], shares: Sequence[float], no_content: bool) -> str:
+# Words that end the noun phrase a "how many" asks about: "how many practitioners came ...",
+# "how many children in the county ..."
+_PHRASE_END = frozenset(
+    """did do does were was are is have has had be been being can could will would should may might
+    in on at for of to by with from when that who which whose where while after before during about
+    over under came went got""".split()
+)
+_INITIALS_SKIP = frozenset("of and for the to in on at a an".split())
+# Words after a number within which the thing counted must come ("4,260 Operation Encompass
+# notifications").
+FOCUS_WINDOW = 4
+
+
+def _years(text: str) -> set[str]:
+    """The first year of each year or year range in ``text`` ("2019/20" -> "2019")."""
+    return {m.group(1) for m in _YEARISH.finditer(text)}
+
+
+def _count_focus(question: str) -> list[str]:
+    """The words of the noun phrase a "how many" question counts: the words after "how many" up to
+    the verb or preposition that ends the phrase ("how many Operation Encompass notifications
+    did ..." -> operation, encompass, notifications)."""
+    m = re.search(r"\bhow\s+many\s+|\bwhat\s+number\s+of\s+", question, re.IGNORECASE)
+    if not m:
+        return []
+    out: list[str] = []
+    for w in re.finditer(r"[A-Za-z][\w'\-]*", question[m.end() :]):
+        low = w.group(0).lower()
+        if low in _PHRASE_END or len(out) >= 4:
+            break
+        out.append(low)
+    return out
+
+
+def _initials(question: str) -> str:
+    return "".join(w[0] for w in re.findall(r"[A-Za-z][\w'\-]*", question.lower()) if w not in _INITIALS_SKIP)
+
+
+def _is_new_name(word: str, question: str, given: set[str], common_lower: frozenset[str]) -> bool:
+    """Whether a capitalised word or acronym in a sentence is a name the question does not already
+    give: not a month or weekday, not a word of the question or an acronym of its words ("DCS"
+    for "director of children's services") or one of the field's abbreviations, and not a common
+    word capitalised as a title or a role ("Mother", "Court", "Department"), which a proper name
+    seldom is in lower case."""
+    low = word.lower()
+    if low in given or low in _MONTHS or low in _WEEKDAYS:
+        return False
+    if word.isupper():
+        # The field's own abbreviations (SCR, MASH, GP) name kinds of things, not a particular one.
+        return low not in _initials(question) and low not in ABBREVIATIONS
+    return low not in common_lower
+
+
+def answer_type_unmet(
+    question: str,
+    sentences: Sequence[str],
+    shares: Sequence[float],
+    no_content: bool,
+    common_lower: frozenset[str] = frozenset(),
+    similar: Callable[[Sequence[str], Sequence[str]], np.ndarray] | None = None,
+) -> str:
     """The answer type the question asks for that none of ``sentences`` gives together with some
     of the question's words (``shares``: their covered share of the question's words); "" when
-    met or when the question asks for no particular type."""
+    met or when the question asks for no particular type.
+
+    A sentence that dates itself to other years than the question's does not answer it (a
+    figure for 2020/21 is not the figure for 2019/20). A count must count the thing asked about:
+    the number comes just before a word of the counted phrase (by stem, or by ``similar``, the
+    word-embedding similarity), so "six agencies" does not answer "how many practitioners". A
+    name must be new: ``common_lower`` holds the words the corpus uses in lower case."""
     types = answer_types(question)
     if not types:
         return ""
     name, _, pat = next(t for t in _ANSWER_TYPES if t[0] == types[0])
     given = set(re.findall(r"\w+", question.lower()))
+    q_years = _years(question)
+    focus = _count_focus(question) if name == "number" else []
     for text, share in zip(sentences, shares):
         if share < 0.3 and not no_content:
             continue
+        s_years = _years(text)
+        if q_years and s_years and not (q_years & s_years):
+            continue
         for m in pat.finditer(text):
-            if name != "name" or m.group(0).lower() not in given:
-                return ""
+            if name == "name" and not _is_new_name(m.group(0), question, given, common_lower):
+                continue
+            if focus and not _counts(text[m.end() :], focus, similar):
+                continue
+            return ""
     return name
+
+
+def _counts(after: str, focus: Sequence[str], similar) -> bool:
+    """Whether a word of the counted phrase comes within ``FOCUS_WINDOW`` words after a number."""
+    # The counted phrase ends at punctuation or a conjunction: "six agencies, and a practitioner
+    # learning event" counts agencies, not practitioners.
+    after = re.split(r"[,;:.!?()]|\b(?:and|or|but)\b", after, maxsplit=1)[0]
+    words = re.findall(r"[A-Za-z][\w'\-]*", after)[:FOCUS_WINDOW]
+    if not words:
+        return False
+    focus_stems = {st for f in focus for st in stems(f)}
+    if any(st in focus_stems for w in words for st in stems(w.lower())):
+        return True
+    return similar is not None and bool((similar(focus, [w.lower() for w in words]) >= SOFT_COVER).any())
 
 
 PHRASE_WINDOW = 3
@@ -621,12 +756,19 @@ def decide(ev: Evidence, question: str, threshold: float, model: Model | None = 
     if names_missing:
         reason = f"No indexed report mentions {_quoted(names_missing)}, so the reviews cannot answer this question."
         return Decision("declined", 0.0, threshold, reason, features=feats, basis="name", **common)
+    if ev.unmet_type:
+        # A typed question ("how many", "which borough") whose passages give no answer of that
+        # type is declined whatever the model says: on-topic passages without the figure or the
+        # name are exactly the tempting near-miss a practitioner must not be shown as an answer.
+        reason = (
+            f"The indexed reviews do not appear to answer this question: it asks for {_TYPE_WORDS[ev.unmet_type]}, "
+            "and none of the passages found gives one for what it asks."
+        )
+        return Decision("declined", 0.0, threshold, reason, features=feats, basis="type", **common)
     p = model.probability(ev.values)
     if p < threshold:
         if uncovered:
             why = f"the passages found do not mention {_quoted(uncovered)}"
-        elif ev.values[8]:
-            why = f"the passages found give no {answer_types(question)[0]} for what it asks"
         elif ev.values[7]:
             why = "no report found holds all the names and years it gives"
         else:
