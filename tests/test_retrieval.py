@@ -375,15 +375,17 @@ def test_resolve_report(demo_index):
 
 
 def test_rescore_adds_a_vote_and_keeps_lexical_only_candidates(demo_index):
-    from sscp_rag.retrieval import _rescore, _retrieve, query_vector
+    from sscp_rag.fusion import rescore, retrieve
+    from sscp_rag.retrieval import retriever_for
 
     s = demo_index.settings.with_overrides(rescore=True, candidates=10)
     query = "Operation Encompass notification to the school after a domestic incident"
-    qvec = query_vector(demo_index, query)
-    fused, dense, bm25 = _retrieve(demo_index, query, qvec, None, s)
+    r = retriever_for(demo_index)
+    qvec = r.query_vector(query)
+    fused, dense, bm25 = retrieve(r, query, qvec, None, s)
     lexical_only = [i for i in bm25 if i not in dense]
     assert lexical_only  # BM25 finds passages that the dense retriever does not
-    out = _rescore(demo_index, qvec, fused, s, depth=len(fused))
+    out = rescore(r, qvec, fused, s, depth=len(fused))
     assert set(out) == set(fused)
     # every candidate keeps its own fused score and gets a vote (score fusion scales the weakest
     # sentence match to 0, so it may gain nothing)

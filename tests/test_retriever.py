@@ -161,6 +161,6 @@ def _loop_distinctive_title_words(index: Index) -> dict[str, list[str]]:
 def test_distinctive_title_words_equal_the_full_count(demo_index):
     """Counting only the candidates' forms finds the same report names as counting every word
     (checked on the real eval index too, where 16 reports have such names)."""
-    from sscp_rag.retrieval import _distinctive_title_words
+    from sscp_rag.report_names import distinctive_title_words
 
-    assert _distinctive_title_words(demo_index) == _loop_distinctive_title_words(demo_index)
+    assert distinctive_title_words(demo_index) == _loop_distinctive_title_words(demo_index)

@@ -4,11 +4,17 @@ Questions often name a report ("in the Child G review", "the 2019 thematic revie
 alone rarely says which report it is in, so the query is matched against each report's metadata
 (short title, subject pseudonym, type + year); the named reports' own best passages are retrieved
 separately and ranked first. Overlapping or adjacent chunks of one report are merged into one hit.
+
+This module holds :class:`Retriever` (the query-time state of a loaded index: per-chunk columns
+for filters, caches), :func:`search` and the filters. The parts, each used through a Retriever:
+:mod:`sscp_rag.fusion` (dense and BM25 candidates, fusion, re-score), :mod:`sscp_rag.report_names`
+(reports named in a question) and :mod:`sscp_rag.text` (sentences and stems, shared with answers).
+The functions here that take an :class:`~sscp_rag.index.Index` use its default Retriever
+(:func:`retriever_for`).
 """
 
 from __future__ import annotations
 
-import functools
 import re
 import weakref
 from collections import OrderedDict
@@ -17,25 +23,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sscp_rag import dense
+from sscp_rag import fusion, report_names
 from sscp_rag.errors import QueryError
-from sscp_rag.index import Index, bm25_tokenize
+from sscp_rag.index import Index
 from sscp_rag.records import REVIEW_TYPES, Chunk, Hit
 from sscp_rag.settings import Settings
+from sscp_rag.text import clear_sentence_cache, matched_terms, query_terms, sentence_spans, strip_paragraph_number
 from sscp_rag.themes import THEME_IDS, resolve_theme
 
 MAX_MERGE_CHUNKS = 3
 MERGE_WINDOW_FACTOR = 2
-# A chunk that starts in a table of contents lists every section title, so it matches many
-# questions on words alone while holding no learning: its fused score is scaled by this.
-CONTENTS_PENALTY = 0.5
 _CONTENTS_HEADING = re.compile(r"^\s*(?:table\s+of\s+)?contents\s*$", re.IGNORECASE)
-_STOP = set(
-    "a an and are as at be by can did do does for from had has have how i in into is it its me my "
-    "of on or our say said says should that the their them there these they this those to was "
-    "were what when where which who why will with would you your about any reviews review report "
-    "reports tell show find".split()
-)
 
 
 @dataclass(frozen=True)
@@ -192,7 +190,7 @@ class Retriever:
         self._query_vectors.clear()
         if everything:
             self._sentence_vectors.clear()
-            _sentence_spans.cache_clear()
+            clear_sentence_cache()
 
     def query_vector(self, query: str) -> np.ndarray:
         """The query's embedding, cached: an answer, its follow-ups and the app's reruns embed the
@@ -229,13 +227,13 @@ class Retriever:
     def aliases(self) -> dict[str, list[re.Pattern[str]]]:
         """Per report, the patterns of the names a question calls it by (built on first use)."""
         if self._aliases is None:
-            self._aliases = _aliases(self.index)
+            self._aliases = report_names.alias_patterns(self.index)
         return self._aliases
 
     def topic_patterns(self) -> dict[str, re.Pattern[str]]:
         """Per report named by topic, the pattern of "the <topic> review" (built on first use)."""
         if self._topics is None:
-            self._topics = _topic_patterns(self.index)
+            self._topics = report_names.topic_patterns(self.index)
         return self._topics
 
 
@@ -259,191 +257,10 @@ def _allowed(index: Index, f: Filters) -> np.ndarray | None:
     return retriever_for(index).allowed(f)
 
 
-def _aliases(index: Index) -> dict[str, list[re.Pattern[str]]]:
-    out: dict[str, list[re.Pattern[str]]] = {}
-    distinctive = _distinctive_title_words(index)
-    for doc_id, d in index.docs.items():
-        names = {d.meta.short_title, *distinctive.get(doc_id, ())}
-        if d.meta.subject:
-            names.add(d.meta.subject)
-            names.add(d.meta.subject.replace(" and ", " & "))
-        pats = []
-        for n in names:
-            n = n.strip()
-            if len(n) < 4:
-                continue
-            words = [re.escape(w) for w in re.split(r"[\s,]+", n) if w]
-            pats.append(re.compile(r"\b" + r"[\s,]+".join(words) + r"(?![\w])", re.IGNORECASE))
-        out[doc_id] = pats
-    return out
-
-
-def _distinctive_title_words(index: Index) -> dict[str, list[str]]:
-    """Per report, the capitalised words and word pairs of a report title that no other report's
-    title has, that at most two reports' texts use, and that are written with their capitals nearly
-    everywhere: a place or a name ("Kent", "Bracknell Forest"), by which a question names the
-    report. A topic word ("Neglect", "Suicide") is lower case mid-sentence."""
-    from collections import Counter
-
-    cap = re.compile(r"[A-Z][a-z]{3,}")
-    months = set("January February March April May June July August September October November December".split())
-    cands: dict[str, set[str]] = {}
-    for doc_id, d in index.docs.items():
-        words = re.findall(r"[A-Za-z]+", f"{d.meta.title} {d.meta.short_title}")
-        grams = {w for w in words if cap.fullmatch(w) and w not in months}
-        cands[doc_id] = grams | {f"{a} {b}" for a, b in zip(words, words[1:]) if {a, b} <= grams}
-    owners = Counter(g for grams in cands.values() for g in grams)
-    # Only the candidates' own forms (as written, lower and upper case) are counted in the texts:
-    # every word and word pair of every report would not fit in memory at archive scale.
-    base_of = {form: g for grams in cands.values() for g in grams for form in (g.upper(), g.lower(), g)}
-    firsts = {form.split(" ", 1)[0] for form in base_of if " " in form}
-    counts: dict[str, Counter[str]] = {}
-    users_of: dict[str, list[str]] = {}  # per candidate, the reports whose text uses it (as written or lower case)
-    total: Counter[str] = Counter()
-    for doc_id, d in index.docs.items():
-        words = re.findall(r"[A-Za-z]+", d.text.text)
-        c = Counter(w for w in words if w in base_of)
-        c.update(f"{a} {b}" for a, b in zip(words, words[1:]) if a in firsts and f"{a} {b}" in base_of)
-        counts[doc_id] = c
-        total.update(c)
-        for g in dict.fromkeys(base_of[form] for form in c if form != base_of[form].upper()):
-            users_of.setdefault(g, []).append(doc_id)
-
-    def proper(g: str) -> bool:
-        cased = total[g]
-        lower = total[g.lower()] + total[g.upper()]
-        return cased > 0 and cased >= 0.9 * (cased + lower)
-
-    out: dict[str, list[str]] = {}
-    for doc_id, grams in cands.items():
-        for g in sorted(grams):
-            users = users_of.get(g, [])
-            if owners[g] == 1 and len(users) <= 2 and doc_id in users and all(proper(w) for w in g.split()):
-                # The place's other report (its SEND inspection beside its children's services
-                # one) is named by it too, when it is about that place (three mentions or more).
-                for k in users:
-                    if k == doc_id or counts[k][g] >= 3:
-                        out.setdefault(k, []).append(g)
-    return out
-
-
-_TYPE_WORDS = {
-    "thematic": r"thematic",
-    "SCR": r"\bscrs?\b|serious case reviews?",
-    "LCSPR": r"\b(?:l?cspr)s?\b|practice reviews?",
-    "SUDI": r"\bsudi\b|sudden unexpected death",
-    "DHR": r"\bdhrs?\b|domestic homicide",
-    "7-minute briefing": r"7[\s-]*minute|\b7mbs?\b|briefing",
-}
-_YEAR = re.compile(r"\b(19[89]\d|20[0-4]\d)\b")
-# "the SUDI review", "the domestic homicide review", "the DHR": one report named by its type alone.
-_SINGULAR_TYPE = {
-    "thematic": r"the\s+thematic\s+review",
-    "SCR": r"the\s+(?:scr|serious\s+case\s+review)",
-    "LCSPR": r"the\s+(?:l?cspr|(?:local\s+)?(?:child\s+safeguarding\s+)?practice\s+review)",
-    "SUDI": r"the\s+sudi(?:\s+thematic)?(?:\s+review)?",
-    "DHR": r"the\s+(?:dhr|domestic\s+homicide\s+review)",
-    "7-minute briefing": r"the\s+(?:7[\s-]*minute\s+briefing|7mb)",
-}
-_GENERIC_TITLE_WORDS = {
-    "thematic",
-    "review",
-    "reviews",
-    "report",
-    "7mb",
-    "sudi",
-    "scr",
-    "lcspr",
-    "dhr",
-    "the",
-    "of",
-    "and",
-    "on",
-    "in",
-    "serious",
-    "case",
-    "briefing",
-    "minute",
-    "7",
-    "learning",
-    "from",
-}
-_BRIEFING_NOUN = r"(?:7[\s-]*minute\s+briefing|7mb|briefing)"
-_REVIEW_NOUN = r"(?:thematic\s+)?(?:review|report)"
-
-
-def _topic_patterns(index: Index) -> dict[str, re.Pattern[str]]:
-    """Per report, a pattern for "the <topic> review" / "the review of <topic>", where <topic> is
-    what its short title says beyond the type ("Thematic Review Adolescent Suicide" ->
-    "the adolescent suicide review", "7MB Neglect" -> "the 7 minute briefing on neglect")."""
-    out: dict[str, re.Pattern[str]] = {}
-    for doc_id, d in index.docs.items():
-        if d.meta.subject:
-            continue  # named by its subject instead
-        words = [
-            w
-            for w in re.findall(r"[a-z0-9']+", d.meta.short_title.lower())
-            if w not in _GENERIC_TITLE_WORDS and not _YEAR.fullmatch(w)
-        ]
-        if not words:
-            continue
-        topic = r"\s+".join(re.escape(w) for w in words)
-        noun = _BRIEFING_NOUN if d.meta.type == "7-minute briefing" else _REVIEW_NOUN
-        out[doc_id] = re.compile(
-            rf"\bthe\s+(?:{topic})\s+{noun}\b|\bthe\s+{noun}\s+(?:on|of|about|into)\s+(?:{topic})\b",
-            re.IGNORECASE,
-        )
-    return out
-
-
 def report_mentions(index: Index, query: str) -> tuple[list[str], list[tuple[int, int]]]:
-    """The reports a query names and the character spans that name them.
-
-    In order of preference: a pseudonym or short title ("Child G", "Baby LL", "SCR Family M");
-    a type with a year ("the 2019 thematic review"); a topic title ("the adolescent suicide
-    review", "the 7 minute briefing on neglect"); or a singular type held by only one report
-    ("the SUDI review", "the domestic homicide review").
-    """
-    found: list[str] = []
-    spans: list[tuple[int, int]] = []
-
-    def collect(patterns: dict[str, list[re.Pattern[str]]]) -> None:
-        for doc_id, pats in patterns.items():
-            for p in pats:
-                for m in p.finditer(query):
-                    spans.append(m.span())
-                    if doc_id not in found:
-                        found.append(doc_id)
-
-    r = retriever_for(index)
-    collect(r.aliases())
-    if found:
-        return found, spans
-    low = query.lower()
-    years = {int(m.group(1)) for m in _YEAR.finditer(query)}
-    if years:
-        types = {t for t, pat in _TYPE_WORDS.items() if re.search(pat, low)}
-        if types:
-            found = [
-                doc_id
-                for doc_id, d in index.docs.items()
-                if d.meta.year in years and (d.meta.type in types or (d.meta.type == "SUDI" and "thematic" in types))
-            ]
-            if found:
-                spans = [m.span() for m in _YEAR.finditer(query)]
-                spans += [m.span() for t in types for m in re.finditer(_TYPE_WORDS[t], low)]
-                spans += [m.span() for m in re.finditer(r"\b(?:review|report)s?\b", low)]
-                return found, spans
-    collect({doc_id: [pat] for doc_id, pat in r.topic_patterns().items()})
-    if found:
-        return found, spans
-    for t, pat in _SINGULAR_TYPE.items():
-        m = re.search(rf"\b{pat}\b(?!s)", low)
-        if m:
-            of_type = [doc_id for doc_id, d in index.docs.items() if d.meta.type == t]
-            if len(of_type) == 1:
-                return of_type, [m.span()]
-    return [], []
+    """The reports a query names and the character spans that name them (see
+    :func:`sscp_rag.report_names.report_mentions`)."""
+    return report_names.report_mentions(retriever_for(index), query)
 
 
 def detect_reports(index: Index, query: str) -> list[str]:
@@ -460,28 +277,6 @@ def remove_report_mentions(index: Index, query: str) -> str:
     return re.sub(r"\s+", " ", out).strip()
 
 
-def query_terms(query: str) -> list[str]:
-    return [w for w in re.findall(r"[a-z0-9][a-z0-9'\-]*[a-z0-9]|[a-z0-9]", query.lower()) if w not in _STOP]
-
-
-@functools.lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-def matched_terms(query: str, text: str) -> tuple[str, ...]:
-    """The words of ``text`` that match a query term (by stem), for highlighting."""
-    stem = _stemmer()
-    qstems = {stem.stemWord(t) for t in query_terms(query) if len(t) > 1}
-    seen: dict[str, None] = {}
-    for w in re.findall(r"[A-Za-z0-9][A-Za-z0-9'\-]*", text):
-        if stem.stemWord(w.lower()) in qstems:
-            seen.setdefault(w, None)
-    return tuple(seen)
-
-
 RESCORE_DEPTH_FACTOR = 3
 
 
@@ -495,135 +290,9 @@ def query_vector(index: Index, query: str) -> np.ndarray:
     return retriever_for(index).query_vector(query)
 
 
-_PARA_NUMBER = re.compile(r"^(?:\d{1,2}(?:\.\d{1,2}){1,3}\.?|\d{1,2}\.|[a-z]\)|\(?[ivx]{1,4}\)|[•▪●◦\-–])\s+")
-
-
-def strip_paragraph_number(sentence: str) -> int:
-    """How many leading characters of ``sentence`` are a paragraph number or bullet ("5.2 ",
-    "3. ", "a) ", "• "), which a shown quote leaves out."""
-    m = _PARA_NUMBER.match(sentence)
-    return m.end() if m else 0
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) offsets of the sentences of ``text`` (pysbd; a paragraph break inside a
-    "sentence" splits it again, because a heading or list item ran into it)."""
-    return list(_sentence_spans(text))
-
-
-@functools.lru_cache(maxsize=4096)
-def _sentence_spans(text: str) -> tuple[tuple[int, int], ...]:
-    import pysbd
-
-    seg = pysbd.Segmenter(language="en", clean=False, char_span=True)
-    spans = []
-    for s in seg.segment(text):
-        start, end = s.start, s.end
-        while start < end and text[start].isspace():
-            start += 1
-        while end > start and text[end - 1].isspace():
-            end -= 1
-        pos = start
-        for part in re.split(r"\n\n+", text[start:end]):
-            at = text.find(part, pos)
-            if part.strip():
-                spans.append((at, at + len(part)))
-            pos = at + len(part)
-    return tuple(spans)
-
-
 def sentence_vectors(index: Index, texts: Sequence[str]) -> np.ndarray:
     """Embeddings of sentences, cached per index (see :meth:`Retriever.sentence_vectors`)."""
     return retriever_for(index).sentence_vectors(texts)
-
-
-def _rescore(index: Index, qvec: np.ndarray, fused: dict[int, float], s: Settings, depth: int) -> dict[int, float]:
-    """Optional re-score (``settings.rescore``): the best-matching sentence of each of the top
-    ``depth`` fused chunks is compared with the query (bi-encoder), and that ranking is added to
-    the fusion as one more vote. It is added, not substituted, so a passage that only BM25 found
-    keeps its lexical vote and is not pushed out."""
-    top = sorted(fused, key=lambda i: (-fused[i], i))[:depth]
-    if len(top) < 2:
-        return fused
-    texts: list[str] = []
-    owner: list[int] = []
-    for i in top:
-        text = index.chunks[i].text
-        for a, b in sentence_spans(text):
-            a += strip_paragraph_number(text[a:b])
-            sent = " ".join(text[a:b].split())
-            if len(sent.split()) >= 4:
-                texts.append(sent)
-                owner.append(i)
-    if not texts:
-        return fused
-    sims = sentence_vectors(index, texts) @ qvec
-    best: dict[int, float] = {}
-    for i, sim in zip(owner, sims):
-        best[i] = max(best.get(i, -1.0), float(sim))
-    out = dict(fused)
-    ranked = sorted(best, key=lambda i: -best[i])
-    if s.fusion == "rrf" or s.retrieval_mode != "hybrid":
-        for rank, i in enumerate(ranked):
-            out[i] += 1.0 / (s.rrf_k + rank + 1)
-    else:
-        lo, hi = min(best.values()), max(best.values())
-        for i in ranked:
-            out[i] += s.dense_weight * ((best[i] - lo) / (hi - lo) if hi > lo else 1.0)
-    return out
-
-
-def _dense(index: Index, qvec: np.ndarray, n: int, mask: np.ndarray | None, s: Settings) -> dict[int, float]:
-    total = index.faiss.ntotal
-    if total == 0 or (mask is not None and not mask.any()):
-        return {}
-    scores, idx = dense.search(index.faiss, qvec, min(n, total), mask, s)
-    return {int(i): float(v) for i, v in zip(idx, scores) if i >= 0}
-
-
-def _bm25(index: Index, query: str, n: int, mask: np.ndarray | None) -> dict[int, float]:
-    tokens = bm25_tokenize([query])
-    if not tokens.ids or not tokens.ids[0]:
-        return {}
-    total = len(index.chunks)
-    wm = None if mask is None else mask.astype(np.float32)
-    if wm is not None and not wm.any():
-        return {}
-    docs, scores = index.bm25.retrieve(tokens, k=min(n, total), show_progress=False, weight_mask=wm, n_threads=1)
-    return {int(i): float(s) for i, s in zip(docs[0], scores[0]) if s > 0}
-
-
-def _fuse(dense: dict[int, float], bm25: dict[int, float], s: Settings) -> dict[int, float]:
-    if s.retrieval_mode == "dense":
-        return dict(dense)
-    if s.retrieval_mode == "bm25":
-        return dict(bm25)
-    fused: dict[int, float] = {}
-    if s.fusion == "rrf":
-        for ranking in (dense, bm25):
-            for rank, i in enumerate(sorted(ranking, key=ranking.get, reverse=True)):
-                fused[i] = fused.get(i, 0.0) + 1.0 / (s.rrf_k + rank + 1)
-        return fused
-    for ranking, w in ((dense, s.dense_weight), (bm25, 1.0 - s.dense_weight)):
-        if not ranking:
-            continue
-        lo, hi = min(ranking.values()), max(ranking.values())
-        for i, v in ranking.items():
-            fused[i] = fused.get(i, 0.0) + w * ((v - lo) / (hi - lo) if hi > lo else 1.0)
-    return fused
-
-
-def _retrieve(
-    index: Index, query: str, qvec: np.ndarray | None, mask: np.ndarray | None, s: Settings
-) -> tuple[dict[int, float], dict[int, float], dict[int, float]]:
-    dense = _dense(index, qvec, s.candidates, mask, s) if qvec is not None else {}
-    bm25 = _bm25(index, query, s.candidates, mask) if s.retrieval_mode != "dense" else {}
-    fused = _fuse(dense, bm25, s)
-    contents = retriever_for(index).contents
-    for i in fused:
-        if contents[i]:
-            fused[i] *= CONTENTS_PENALTY
-    return fused, dense, bm25
 
 
 def rankings(
@@ -633,8 +302,9 @@ def rankings(
     ``filters``, before fusion: how far the two retrievers agree is evidence of answerability."""
     s = settings or index.settings
     mask = _allowed(index, validate_filters(index, filters))
-    dense = _dense(index, query_vector(index, query), s.candidates, mask, s)
-    return dense, _bm25(index, query, s.candidates, mask)
+    r = retriever_for(index)
+    dense = fusion.dense_scores(r, r.query_vector(query), s.candidates, mask, s)
+    return dense, fusion.bm25_scores(r, query, s.candidates, mask)
 
 
 def search(
@@ -653,24 +323,25 @@ def search(
         raise QueryError(
             f"the query is {len(query):,} characters long; search with at most {s.max_question_chars:,} characters"
         )
+    r = retriever_for(index)
     f = validate_filters(index, filters)
-    mask = _allowed(index, f)
-    qvec = query_vector(index, query) if s.retrieval_mode != "bm25" else None
-    fused, dense, bm25 = _retrieve(index, query, qvec, mask, s)
+    mask = r.allowed(f)
+    qvec = r.query_vector(query) if s.retrieval_mode != "bm25" else None
+    fused, dense, bm25 = fusion.retrieve(r, query, qvec, mask, s)
     depth = max(RESCORE_DEPTH_FACTOR * k, 20)
     if s.rescore and qvec is not None:
-        fused = _rescore(index, qvec, fused, s, depth)
+        fused = fusion.rescore(r, qvec, fused, s, depth)
 
     order = sorted(fused, key=lambda i: (-fused[i], i))
     named = detect_reports(index, query) if s.named_report_boost and not f.reports else []
     if named:
-        nmask = retriever_for(index).reports_mask(named)
+        nmask = r.reports_mask(named)
         if mask is not None:
             nmask &= mask
         if nmask.any():
-            nfused, ndense, nbm25 = _retrieve(index, query, qvec, nmask, s)
+            nfused, ndense, nbm25 = fusion.retrieve(r, query, qvec, nmask, s)
             if s.rescore and qvec is not None:
-                nfused = _rescore(index, qvec, nfused, s, depth)
+                nfused = fusion.rescore(r, qvec, nfused, s, depth)
             dense = {**dense, **ndense}
             bm25 = {**bm25, **nbm25}
             first = sorted(nfused, key=lambda i: (-nfused[i], i))
@@ -687,7 +358,7 @@ def search(
             if per[h.doc_id] <= s.max_hits_per_report:
                 capped.append(h)
         hits = capped
-    return [_with_rank(h, r) for r, h in enumerate(hits[:k], start=1)]
+    return [_with_rank(h, rank) for rank, h in enumerate(hits[:k], start=1)]
 
 
 def _with_rank(h: Hit, rank: int) -> Hit:
@@ -815,6 +486,7 @@ __all__ = [
     "remove_report_mentions",
     "validate_filters",
     "matched_terms",
+    "query_terms",
     "query_vector",
     "rankings",
     "sentence_spans",
