@@ -94,7 +94,8 @@ _FRAME = set(
     included feature featured deal dealt pick picked think thought ok okay really actually criticise
     criticised criticize criticized praise praised commend commended wasn didn doesn isn aren weren hasn
     haven couldn wouldn shouldn don go goes going went gone take takes taking took taken turn turned come came
-    let""".split()
+    let according finally eventually ultimately especially particularly specifically exactly mainly
+    generally""".split()
 )
 _MONTHS = "january february march april may june july august september october november december".split()
 _WEEKDAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
@@ -407,6 +408,10 @@ def question_terms(index: Index, question: str, skip: Sequence[tuple[int, int]] 
         low = word.lower()
         stem = (stems(low) or [low])[0]
         if low in _FRAME or stem in stop:
+            continue
+        # An adverb no report uses ("finally", "swiftly") says how, not what: the reports' silence
+        # on it is no evidence that they do not answer.
+        if low.endswith("ly") and len(low) > 4 and not stats.df(stem):
             continue
         alts: list[tuple[str, ...]] = [(stem,)]
         for form in ABBREVIATIONS.get(low, ()):
