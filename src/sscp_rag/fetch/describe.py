@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sscp_rag.vocabulary import TYPE_PATTERNS, first_year, pseudonym, tag_text
+from sscp_rag.vocabulary import TYPE_PATTERNS, YEAR, first_year, pseudonym, tag_text
 
 # pypdf logs recoverable oddities of real PDFs as warnings; they are not the user's concern.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -21,8 +21,9 @@ _MONTHS = {
     m: i
     for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)
 }
+# A month then a year ("Dec 2020"): the year is the vocabulary's one pattern.
 _MONTH_YEAR_RE = re.compile(
-    r"\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+(19[89]\d|20[0-4]\d)\b", re.IGNORECASE
+    r"\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+" + YEAR.pattern, re.IGNORECASE
 )
 # Serious case reviews gave way to local child safeguarding practice reviews in 2018-2019.
 _LCSPR_FROM_YEAR = 2019
