@@ -225,6 +225,11 @@ CONFIGS: dict[str, EvalConfig] = {
         EvalConfig("hybrid-nomerge", "hybrid without merging adjacent chunks", {"merge_adjacent": False}),
         EvalConfig("hybrid-rescore", "hybrid, candidates re-scored by their best-matching sentence", {"rescore": True}),
         EvalConfig(
+            "hybrid-expand",
+            "hybrid with the field's abbreviations expanded in the BM25 query (HV and health visitor, ...)",
+            {"query_expansion": True},
+        ),
+        EvalConfig(
             "hybrid-simabstain",
             "hybrid answers that decline on the best sentence's similarity alone (the rule before the "
             "answerability model)",

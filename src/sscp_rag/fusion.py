@@ -13,7 +13,7 @@ import numpy as np
 from sscp_rag import dense
 from sscp_rag.index import bm25_tokenize
 from sscp_rag.settings import Settings
-from sscp_rag.text import sentence_spans, strip_paragraph_number
+from sscp_rag.text import expand_abbreviations, sentence_spans, strip_paragraph_number
 
 if TYPE_CHECKING:
     from sscp_rag.retrieval import Retriever
@@ -68,6 +68,11 @@ def dense_scores(r: Retriever, qvec: np.ndarray, n: int, mask: np.ndarray | None
     return {int(i): float(v) for i, v in zip(idx, scores) if i >= 0}
 
 
+def bm25_query(query: str, s: Settings) -> str:
+    """The text BM25 scores: the query, with the field's abbreviations expanded if asked."""
+    return expand_abbreviations(query) if s.query_expansion else query
+
+
 def bm25_scores(r: Retriever, query: str, n: int, mask: np.ndarray | None) -> dict[int, float]:
     tokens = bm25_tokenize([query])
     if not tokens.ids or not tokens.ids[0]:
@@ -106,7 +111,7 @@ def retrieve(
 ) -> tuple[dict[int, float], dict[int, float], dict[int, float]]:
     """Fused, dense and BM25 scores (chunk row -> score) of the candidates among ``mask``."""
     dense = dense_scores(r, qvec, s.candidates, mask, s) if qvec is not None else {}
-    bm25 = bm25_scores(r, query, s.candidates, mask) if s.retrieval_mode != "dense" else {}
+    bm25 = bm25_scores(r, bm25_query(query, s), s.candidates, mask) if s.retrieval_mode != "dense" else {}
     fused = fuse(dense, bm25, s)
     contents = r.contents
     for i in fused:

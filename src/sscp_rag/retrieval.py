@@ -304,7 +304,7 @@ def rankings(
     mask = _allowed(index, validate_filters(index, filters))
     r = retriever_for(index)
     dense = fusion.dense_scores(r, r.query_vector(query), s.candidates, mask, s)
-    return dense, fusion.bm25_scores(r, query, s.candidates, mask)
+    return dense, fusion.bm25_scores(r, fusion.bm25_query(query, s), s.candidates, mask)
 
 
 def search(

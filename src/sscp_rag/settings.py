@@ -116,6 +116,11 @@ class Settings:
         True, "Rank hits from a report named in the query (e.g. 'in the Child G review') first."
     )
     merge_adjacent: bool = _f(True, "Merge overlapping or adjacent chunks of one report into one hit.")
+    query_expansion: bool = _f(
+        False,
+        "Add the field's abbreviations and their spelled-out forms to the BM25 query (HV and health visitor, "
+        "DSL, MASH, ICPC, ...: sscp_rag/vocabulary.py). Off unless evaluation shows it helps (eval/reports/tuning.md).",
+    )
     rescore: bool = _f(
         False,
         "Re-score fused candidates by their best-matching sentence (bi-encoder). Off unless evaluation shows it helps.",

@@ -6,12 +6,29 @@ from __future__ import annotations
 import functools
 import re
 
+from sscp_rag.vocabulary import ABBREVIATIONS
+
 _STOP = set(
     "a an and are as at be by can did do does for from had has have how i in into is it its me my "
     "of on or our say said says should that the their them there these they this those to was "
     "were what when where which who why will with would you your about any reviews review report "
     "reports tell show find".split()
 )
+
+
+def expand_abbreviations(query: str) -> str:
+    """``query`` with the field's abbreviations it uses spelled out, and the abbreviations of the
+    forms it spells out added ("HV visits" -> "HV visits health visitor health visiting"), so
+    that BM25 finds a passage whichever way the report writes it."""
+    low = query.lower()
+    words = set(re.findall(r"[a-z]+", low))
+    extra: list[str] = []
+    for abbr, forms in ABBREVIATIONS.items():
+        if abbr in words:
+            extra.extend(forms)
+        elif any(re.search(rf"\b{re.escape(f)}\b", low) for f in forms):
+            extra.append(abbr)
+    return f"{query} {' '.join(extra)}" if extra else query
 
 
 def query_terms(query: str) -> list[str]:
