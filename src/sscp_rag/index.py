@@ -190,7 +190,7 @@ class DocInfo:
 class Index:
     """A loaded index. Load once per process (loading reads the model lazily, on first query)."""
 
-    def __init__(self, settings: Settings, manifest: dict[str, Any], data_dir: Path):
+    def __init__(self, settings: Settings, manifest: dict[str, Any], data_dir: Path, embedder: Encoder | None = None):
         import bm25s
         import faiss
 
@@ -220,7 +220,7 @@ class Index:
                 f"the index in {data_dir.parent} is inconsistent ({self.faiss.ntotal} vectors, "
                 f"{len(self.chunks)} chunks); re-run: sscp-rag ingest"
             )
-        self._embedder: Encoder | None = None
+        self._embedder = embedder  # made on first use when not given
         self.by_file = {d.meta.file: d for d in self.docs.values()}
         self.row_of = {c.id: i for i, c in enumerate(self.chunks)}
 
@@ -277,6 +277,4 @@ def load_index(
         raise IndexCorruptError(f"the index in {index_dir} has no data folder; re-run: sscp-rag ingest")
     if check:
         check(manifest)
-    index = Index(settings, manifest, data_dir)
-    index._embedder = embedder
-    return index
+    return Index(settings, manifest, data_dir, embedder)
