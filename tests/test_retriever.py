@@ -164,3 +164,28 @@ def test_distinctive_title_words_equal_the_full_count(demo_index):
     from sscp_rag.report_names import distinctive_title_words
 
     assert distinctive_title_words(demo_index) == _loop_distinctive_title_words(demo_index)
+
+
+def test_report_names_tried_by_needle_find_what_every_pattern_finds(demo_index, monkeypatch):
+    """Only the name patterns whose needle a question contains are run; running all of them
+    names the same reports with the same spans."""
+    import json
+    from pathlib import Path
+
+    from sscp_rag import report_names
+
+    r = retriever_for(demo_index)
+    lines = (Path(__file__).resolve().parent.parent / "eval" / "demo.jsonl").read_text().splitlines()
+    questions = [json.loads(line)["question"] for line in lines if line]
+    metas = [d.meta for d in demo_index.docs.values()]
+    questions += [f"What did the {t} review find?" for m in metas for t in (m.short_title, m.subject) if t]
+    questions += ["What did the ſcr Child G review say about Zoë?", "the 2019 thematic review", "the SUDI review"]
+    fast = [report_names.report_mentions(r, q) for q in questions]
+
+    def every(self, query):
+        return [(doc_id, p.pattern) for doc_id, pats in self.patterns.items() for p in pats]
+
+    monkeypatch.setattr(report_names.NameIndex, "candidates", every)
+    slow = [report_names.report_mentions(r, q) for q in questions]
+    assert [(f, sorted(s)) for f, s in fast] == [(f, sorted(s)) for f, s in slow]
+    assert sum(bool(f) for f, _ in fast) > 20

@@ -8,7 +8,7 @@ patterns are built once per loaded index and kept by its :class:`~sscp_rag.retri
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from sscp_rag.index import Index
 from sscp_rag.vocabulary import YEAR as _YEAR
@@ -17,10 +17,47 @@ if TYPE_CHECKING:
     from sscp_rag.retrieval import Retriever
 
 
-def alias_patterns(index: Index) -> dict[str, list[re.Pattern[str]]]:
+class NamePattern(NamedTuple):
+    """A pattern that names a report, and a lower-case word that every match contains ("": none
+    known, the pattern is always tried)."""
+
+    pattern: re.Pattern[str]
+    needle: str
+
+
+def _needle(words: list[str]) -> str:
+    # The longest word is the rarest, usually. A word outside ASCII gives none: case-insensitive
+    # matching folds some such letters to ASCII ones ("ſ" matches "s").
+    word = max(words, key=len, default="")
+    return word.lower() if word.isascii() else ""
+
+
+class NameIndex:
+    """Name patterns (per report, in report order) grouped by their needle, so that a question is
+    matched only against the patterns whose needle it contains: with thousands of reports, running
+    every report's patterns over every question would take most of a search."""
+
+    def __init__(self, patterns: dict[str, list[NamePattern]]):
+        self.patterns = patterns
+        self._by_needle: dict[str, list[tuple[int, int, str, re.Pattern[str]]]] = {}
+        for d, (doc_id, pats) in enumerate(patterns.items()):
+            for k, p in enumerate(pats):
+                self._by_needle.setdefault(p.needle, []).append((d, k, doc_id, p.pattern))
+
+    def candidates(self, query: str) -> list[tuple[str, re.Pattern[str]]]:
+        """(doc id, pattern) of every pattern that may match ``query``, in report and pattern order."""
+        low = query.lower()
+        # Outside ASCII, case-insensitive matching is not lower-case containment ("K" matches
+        # the Kelvin sign): every pattern is tried.
+        every = not query.isascii()
+        found = [c for needle, group in self._by_needle.items() if every or needle in low for c in group]
+        return [(doc_id, p) for _, _, doc_id, p in sorted(found, key=lambda c: (c[0], c[1]))]
+
+
+def alias_patterns(index: Index) -> dict[str, list[NamePattern]]:
     """Per report, the patterns of the names a question calls it by: short title, subject
     pseudonym and the distinctive title words of :func:`distinctive_title_words`."""
-    out: dict[str, list[re.Pattern[str]]] = {}
+    out: dict[str, list[NamePattern]] = {}
     distinctive = distinctive_title_words(index)
     for doc_id, d in index.docs.items():
         names = {d.meta.short_title, *distinctive.get(doc_id, ())}
@@ -32,8 +69,10 @@ def alias_patterns(index: Index) -> dict[str, list[re.Pattern[str]]]:
             n = n.strip()
             if len(n) < 4:
                 continue
-            words = [re.escape(w) for w in re.split(r"[\s,]+", n) if w]
-            pats.append(re.compile(r"\b" + r"[\s,]+".join(words) + r"(?![\w])", re.IGNORECASE))
+            plain = [w for w in re.split(r"[\s,]+", n) if w]
+            words = [re.escape(w) for w in plain]
+            pattern = re.compile(r"\b" + r"[\s,]+".join(words) + r"(?![\w])", re.IGNORECASE)
+            pats.append(NamePattern(pattern, _needle(plain)))
         out[doc_id] = pats
     return out
 
@@ -131,11 +170,11 @@ _BRIEFING_NOUN = r"(?:7[\s-]*minute\s+briefing|7mb|briefing)"
 _REVIEW_NOUN = r"(?:thematic\s+)?(?:review|report)"
 
 
-def topic_patterns(index: Index) -> dict[str, re.Pattern[str]]:
+def topic_patterns(index: Index) -> dict[str, list[NamePattern]]:
     """Per report, a pattern for "the <topic> review" / "the review of <topic>", where <topic> is
     what its short title says beyond the type ("Thematic Review Adolescent Suicide" ->
     "the adolescent suicide review", "7MB Neglect" -> "the 7 minute briefing on neglect")."""
-    out: dict[str, re.Pattern[str]] = {}
+    out: dict[str, list[NamePattern]] = {}
     for doc_id, d in index.docs.items():
         if d.meta.subject:
             continue  # named by its subject instead
@@ -148,10 +187,11 @@ def topic_patterns(index: Index) -> dict[str, re.Pattern[str]]:
             continue
         topic = r"\s+".join(re.escape(w) for w in words)
         noun = _BRIEFING_NOUN if d.meta.type == "7-minute briefing" else _REVIEW_NOUN
-        out[doc_id] = re.compile(
+        pattern = re.compile(
             rf"\bthe\s+(?:{topic})\s+{noun}\b|\bthe\s+{noun}\s+(?:on|of|about|into)\s+(?:{topic})\b",
             re.IGNORECASE,
         )
+        out[doc_id] = [NamePattern(pattern, _needle(words))]
     return out
 
 
@@ -167,13 +207,12 @@ def report_mentions(r: Retriever, query: str) -> tuple[list[str], list[tuple[int
     found: list[str] = []
     spans: list[tuple[int, int]] = []
 
-    def collect(patterns: dict[str, list[re.Pattern[str]]]) -> None:
-        for doc_id, pats in patterns.items():
-            for p in pats:
-                for m in p.finditer(query):
-                    spans.append(m.span())
-                    if doc_id not in found:
-                        found.append(doc_id)
+    def collect(names: NameIndex) -> None:
+        for doc_id, p in names.candidates(query):
+            for m in p.finditer(query):
+                spans.append(m.span())
+                if doc_id not in found:
+                    found.append(doc_id)
 
     collect(r.aliases())
     if found:
@@ -193,7 +232,7 @@ def report_mentions(r: Retriever, query: str) -> tuple[list[str], list[tuple[int
                 spans += [m.span() for t in types for m in re.finditer(_TYPE_WORDS[t], low)]
                 spans += [m.span() for m in re.finditer(r"\b(?:review|report)s?\b", low)]
                 return found, spans
-    collect({doc_id: [pat] for doc_id, pat in r.topic_patterns().items()})
+    collect(r.topic_patterns())
     if found:
         return found, spans
     for t, pat in _SINGULAR_TYPE.items():

@@ -136,8 +136,8 @@ class Retriever:
         # Caches that queries fill (least recently used first), and what is derived on first need.
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._sentence_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._aliases: dict[str, list[re.Pattern[str]]] | None = None
-        self._topics: dict[str, re.Pattern[str]] | None = None
+        self._aliases: report_names.NameIndex | None = None
+        self._topics: report_names.NameIndex | None = None
         self._corpus_stats = None  # answerability.CorpusStats, built for the first answer
 
     @property
@@ -224,16 +224,16 @@ class Retriever:
             cache.popitem(last=False)
         return out
 
-    def aliases(self) -> dict[str, list[re.Pattern[str]]]:
+    def aliases(self) -> report_names.NameIndex:
         """Per report, the patterns of the names a question calls it by (built on first use)."""
         if self._aliases is None:
-            self._aliases = report_names.alias_patterns(self.index)
+            self._aliases = report_names.NameIndex(report_names.alias_patterns(self.index))
         return self._aliases
 
-    def topic_patterns(self) -> dict[str, re.Pattern[str]]:
+    def topic_patterns(self) -> report_names.NameIndex:
         """Per report named by topic, the pattern of "the <topic> review" (built on first use)."""
         if self._topics is None:
-            self._topics = report_names.topic_patterns(self.index)
+            self._topics = report_names.NameIndex(report_names.topic_patterns(self.index))
         return self._topics
 
 
@@ -403,8 +403,19 @@ def _to_hits(
                     break
         if not placed:
             groups.append([i])
-    hits = []
+    # Only the groups search returns become hits (its cap per report applied here as there): the
+    # text and highlighted words of every candidate would cost more than the search itself.
+    shown: list[list[int]] = []
+    per: dict[str, int] = {}
     for g in groups:
+        doc_id = index.chunks[g[0]].doc_id
+        per[doc_id] = per.get(doc_id, 0) + 1
+        if s.max_hits_per_report <= 0 or per[doc_id] <= s.max_hits_per_report:
+            shown.append(g)
+            if len(shown) == k:
+                break
+    hits = []
+    for g in shown:
         chunks: list[Chunk] = [index.chunks[j] for j in sorted(g, key=lambda j: index.chunks[j].seq)]
         info = index.docs[chunks[0].doc_id]
         start, end = chunks[0].char_start, max(c.char_end for c in chunks)
