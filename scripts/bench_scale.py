@@ -243,14 +243,19 @@ def _final(data_dir: Path) -> Path:
 
 
 def _filters(index) -> list:
+    from collections import Counter
+
     from sscp_rag.retrieval import Filters
 
     one = next(d.meta.short_title for d in index.docs.values() if d.meta.short_title.startswith("Synthetic"))
+    types = [t for t, _ in Counter(index.docs[c.doc_id].meta.type for c in index.chunks).most_common()]
+    # From broad to narrow: the commonest type, a year range, a theme, the rarer types with a
+    # theme, one report (about 100 of the million passages).
     return [
-        Filters(types=("SCR",)),
-        Filters(themes=("neglect",)),
+        Filters(types=(types[0],)),
         Filters(year_from=2020, year_to=2023),
-        Filters(types=("thematic", "LCSPR"), themes=("domestic-abuse",)),
+        Filters(themes=("neglect",)),
+        Filters(types=tuple(types[1:]), themes=("domestic-abuse",)),
         Filters(reports=(one,)),
     ]
 

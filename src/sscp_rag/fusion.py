@@ -79,11 +79,21 @@ def bm25_scores(r: Retriever, query: str, n: int, mask: np.ndarray | None) -> di
         return {}
     index = r.index
     total = len(index.chunks)
-    wm = None if mask is None else mask.astype(np.float32)
-    if wm is not None and not wm.any():
+    if mask is None:
+        docs, scores = index.bm25.retrieve(tokens, k=min(n, total), show_progress=False, n_threads=1)
+        return {int(i): float(s) for i, s in zip(docs[0], scores[0]) if s > 0}
+    rows = np.flatnonzero(mask)
+    if not len(rows):
         return {}
-    docs, scores = index.bm25.retrieve(tokens, k=min(n, total), show_progress=False, weight_mask=wm, n_threads=1)
-    return {int(i): float(s) for i, s in zip(docs[0], scores[0]) if s > 0}
+    # The best among the allowed rows only. bm25s's weight_mask zeroes the others and selects
+    # from the whole corpus, and numpy's argpartition slows tenfold on an array of mostly equal
+    # values (66 ms at 1M chunks with 1% allowed).
+    from bm25s.selection import topk
+    from bm25s.tokenization import convert_tokenized_to_string_list
+
+    allowed = index.bm25.get_scores(convert_tokenized_to_string_list(tokens)[0])[rows]
+    scores, at = topk(allowed, k=min(n, len(rows)), backend="numpy", sorted=True)
+    return {int(rows[i]): float(s) for i, s in zip(at, scores) if s > 0}
 
 
 def fuse(dense: dict[int, float], bm25: dict[int, float], s: Settings) -> dict[int, float]:
