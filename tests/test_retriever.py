@@ -189,3 +189,14 @@ def test_report_names_tried_by_needle_find_what_every_pattern_finds(demo_index, 
     slow = [report_names.report_mentions(r, q) for q in questions]
     assert [(f, sorted(s)) for f, s in fast] == [(f, sorted(s)) for f, s in slow]
     assert sum(bool(f) for f, _ in fast) > 20
+
+
+def test_search_through_a_given_retriever_uses_its_settings_and_caches(demo_index, embedder):
+    mine = Retriever(demo_index, embedder, demo_index.settings.with_overrides(top_k=3))
+    query = "information sharing between agencies"
+    f = Filters(types=("SCR",))
+    got = mine.search(query, filters=f)
+    want = search(demo_index, query, k=3, filters=f)
+    assert [h.chunk_id for h in got] == [h.chunk_id for h in want] and len(got) == 3
+    assert query in mine._query_vectors  # its own cache, not the default Retriever's
+    assert search(mine, query, k=5) == search(demo_index, query, k=5)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sscp_rag import fusion, report_names
+from sscp_rag.encoder import Encoder
 from sscp_rag.errors import QueryError
 from sscp_rag.index import Index
 from sscp_rag.records import REVIEW_TYPES, Chunk, Hit
@@ -50,10 +51,11 @@ class Filters:
         return not (self.types or self.themes or self.reports or self.year_from or self.year_to)
 
 
-def validate_filters(index: Index, filters: Filters | None) -> Filters:
+def validate_filters(index: Index | Retriever, filters: Filters | None) -> Filters:
     """Resolve aliases and reject unknown values with a message that lists the valid ones."""
     if filters is None:
         return Filters()
+    rv = retriever_for(index)
     types = []
     lower_types = {t.lower(): t for t in REVIEW_TYPES}
     for t in filters.types:
@@ -68,9 +70,9 @@ def validate_filters(index: Index, filters: Filters | None) -> Filters:
         themes.append(tid)
     reports = []
     for r in filters.reports:
-        doc_id = resolve_report(index, r)
+        doc_id = rv.resolve_report(r)
         if doc_id is None:
-            names = ", ".join(sorted(d.meta.short_title for d in index.docs.values()))
+            names = ", ".join(sorted(rv.index.docs[d].meta.short_title for d in rv.report_ids))
             raise QueryError(f"unknown report {r!r}; indexed reports: {names}")
         reports.append(doc_id)
     if filters.year_from and filters.year_to and filters.year_from > filters.year_to:
@@ -101,7 +103,7 @@ class Retriever:
     ``THEME_IDS[i]``) and ``contents`` (starts under a 'Contents' heading).
     """
 
-    def __init__(self, index: Index, encoder=None, settings: Settings | None = None):
+    def __init__(self, index: Index, encoder: Encoder | None = None, settings: Settings | None = None):
         self.index = index
         self.settings = settings or index.settings
         # Looked up on first use when not given: a BM25-only query never loads the model.
@@ -141,7 +143,7 @@ class Retriever:
         self._corpus_stats = None  # answerability.CorpusStats, built for the first answer
 
     @property
-    def encoder(self):
+    def encoder(self) -> Encoder:
         """The query encoder (the index's own model unless one was given)."""
         return self._encoder if self._encoder is not None else self.index.embedder
 
@@ -153,6 +155,13 @@ class Retriever:
 
             self._corpus_stats = CorpusStats(self.index)
         return self._corpus_stats
+
+    def search(
+        self, query: str, k: int | None = None, filters: Filters | None = None, settings: Settings | None = None
+    ) -> list[Hit]:
+        """The ``k`` best passages for ``query`` (see :func:`search`), under this Retriever's settings
+        unless others are given."""
+        return search(self, query, k, filters, settings)
 
     def resolve_report(self, name: str) -> str | None:
         """A report's doc id from its file name, short title, title or subject (case-insensitive)."""
@@ -296,25 +305,32 @@ def sentence_vectors(index: Index, texts: Sequence[str]) -> np.ndarray:
 
 
 def rankings(
-    index: Index, query: str, filters: Filters | None = None, settings: Settings | None = None
+    index: Index | Retriever, query: str, filters: Filters | None = None, settings: Settings | None = None
 ) -> tuple[dict[int, float], dict[int, float]]:
     """The dense and the BM25 candidate scores (chunk row -> score) of ``query`` under
     ``filters``, before fusion: how far the two retrievers agree is evidence of answerability."""
-    s = settings or index.settings
-    mask = _allowed(index, validate_filters(index, filters))
     r = retriever_for(index)
+    s = settings or r.settings
+    mask = r.allowed(validate_filters(r, filters))
     dense = fusion.dense_scores(r, r.query_vector(query), s.candidates, mask, s)
     return dense, fusion.bm25_scores(r, fusion.bm25_query(query, s), s.candidates, mask)
 
 
 def search(
-    index: Index, query: str, k: int | None = None, filters: Filters | None = None, settings: Settings | None = None
+    index: Index | Retriever,
+    query: str,
+    k: int | None = None,
+    filters: Filters | None = None,
+    settings: Settings | None = None,
 ) -> list[Hit]:
-    """The ``k`` best passages for ``query`` under ``filters``, best first.
+    """The ``k`` best passages for ``query`` under ``filters``, best first, from a loaded index
+    (through its default Retriever) or a given Retriever (its encoder, settings and caches).
 
     Raises QueryError for an empty query or an unknown filter value.
     """
-    s = settings or index.settings
+    r = retriever_for(index)
+    index = r.index if isinstance(index, Retriever) else index
+    s = settings or r.settings
     k = k or s.top_k
     query = (query or "").strip()
     if not query:
@@ -323,8 +339,7 @@ def search(
         raise QueryError(
             f"the query is {len(query):,} characters long; search with at most {s.max_question_chars:,} characters"
         )
-    r = retriever_for(index)
-    f = validate_filters(index, filters)
+    f = validate_filters(r, filters)
     mask = r.allowed(f)
     qvec = r.query_vector(query) if s.retrieval_mode != "bm25" else None
     fused, dense, bm25 = fusion.retrieve(r, query, qvec, mask, s)
@@ -333,7 +348,7 @@ def search(
         fused = fusion.rescore(r, qvec, fused, s, depth)
 
     order = sorted(fused, key=lambda i: (-fused[i], i))
-    named = detect_reports(index, query) if s.named_report_boost and not f.reports else []
+    named = report_names.report_mentions(r, query)[0] if s.named_report_boost and not f.reports else []
     if named:
         nmask = r.reports_mask(named)
         if mask is not None:
