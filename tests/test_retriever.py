@@ -200,3 +200,37 @@ def test_search_through_a_given_retriever_uses_its_settings_and_caches(demo_inde
     assert [h.chunk_id for h in got] == [h.chunk_id for h in want] and len(got) == 3
     assert query in mine._query_vectors  # its own cache, not the default Retriever's
     assert search(mine, query, k=5) == search(demo_index, query, k=5)
+
+
+class _CountingEncoder:
+    """The real model encoder, counting the texts it embeds live (not a fake: every vector is
+    the model's own)."""
+
+    def __init__(self, inner):
+        self.inner, self.live = inner, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def encode_live(self, texts):
+        self.live += len(texts)
+        return self.inner.encode_live(texts)
+
+    def encode_query(self, text):
+        self.live += 1
+        return self.inner.encode_query(text)
+
+
+@pytest.mark.slow
+def test_answers_take_a_retriever_and_use_its_encoder(demo_index, embedder):
+    from sscp_rag.answer import answer
+
+    question = "What did the Baby LL review say about the bruise on a non-mobile baby?"
+    by_index = answer(demo_index, question)
+    counting = _CountingEncoder(embedder)
+    r = Retriever(demo_index, encoder=counting)
+    by_retriever = answer(r, question)
+    assert counting.live > 0  # the question, the candidate sentences and the decision's words
+    assert by_retriever.decision.status == by_index.decision.status
+    assert [q.text for q in by_retriever.quotes] == [q.text for q in by_index.quotes]
+    assert by_retriever.decision.probability == pytest.approx(by_index.decision.probability, abs=1e-6)

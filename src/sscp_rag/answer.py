@@ -49,11 +49,13 @@ from sscp_rag.index import Index
 from sscp_rag.records import Answer, Hit, Quote, ReportSection, Source
 from sscp_rag.retrieval import (
     Filters,
+    Retriever,
     query_terms,
     query_vector,
     rankings,
     remove_report_mentions,
     report_mentions,
+    retriever_for,
     search,
     sentence_spans,
     sentence_vectors,
@@ -111,26 +113,27 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _topic_of(index: Index, question: str) -> str:
+def _topic_of(r: Retriever, question: str) -> str:
     """The question with its report names (and a dangling "in the review") removed."""
-    text = remove_report_mentions(index, question)
+    text = remove_report_mentions(r, question)
     text = _DANGLING.sub("", text.rstrip("?.! "))
     return _norm(text).rstrip("?.!, ")
 
 
-def _content(index: Index, question: str) -> list[str]:
-    return [t for t in query_terms(_topic_of(index, _CONNECTIVE.sub("", question))) if t not in _FILLER]
+def _content(r: Retriever, question: str) -> list[str]:
+    return [t for t in query_terms(_topic_of(r, _CONNECTIVE.sub("", question))) if t not in _FILLER]
 
 
-def rewrite_followup(index: Index, question: str, history: Sequence[str] = ()) -> str:
+def rewrite_followup(index: Index | Retriever, question: str, history: Sequence[str] = ()) -> str:
     """Rewrite a follow-up question into a standalone query using the previous questions (the
     method is in the module docstring). A question that stands alone is returned unchanged."""
+    r = retriever_for(index)
     question = _norm(question)
     if not history:
         return question
-    prev = rewrite_followup(index, history[-1], history[:-1])
-    named_now = report_mentions(index, question)[0]
-    content = _content(index, question)
+    prev = rewrite_followup(r, history[-1], history[:-1])
+    named_now = report_mentions(r, question)[0]
+    content = _content(r, question)
     backref = bool(_BACKREF.search(question))
     is_followup = (
         bool(_FOLLOWUP_START.search(question)) or (backref and len(content) <= 6) or (bool(named_now) and not content)
@@ -139,17 +142,17 @@ def rewrite_followup(index: Index, question: str, history: Sequence[str] = ()) -
         return question
     core = _CONNECTIVE.sub("", question).rstrip("?. ")
     if named_now and not content:
-        topic = _topic_of(index, prev)
-        if not _content(index, topic):
+        topic = _topic_of(r, prev)
+        if not _content(r, topic):
             return question
         if not re.match(r"(in|from|of|for|by|about|at|according to)\b", core, re.IGNORECASE):
             core = f"in {core}"
         return _norm(f"{topic} {core}?")
     if named_now:
         return question
-    prev_named = report_mentions(index, prev)[0]
+    prev_named = report_mentions(r, prev)[0]
     if prev_named:
-        names = " and ".join(index.docs[d].meta.short_title for d in prev_named)
+        names = " and ".join(r.index.docs[d].meta.short_title for d in prev_named)
         return _norm(f"{core} in {names}?")
     if backref:
         return _norm(f"{prev.rstrip('?. ')}: {core}?")
@@ -169,18 +172,19 @@ def _quotable(sentence: str) -> bool:
     return len(words) >= 6 and sum(c.isalpha() for c in sentence) >= 0.6 * len(sentence)
 
 
-def verify_quote(index: Index, file: str, page_start: int, page_end: int, text: str) -> bool:
+def verify_quote(index: Index | Retriever, file: str, page_start: int, page_end: int, text: str) -> bool:
     """Whether ``text`` appears verbatim (whitespace aside) on the cited pages."""
-    return _norm(text) in _norm(index.span_text(file, page_start, page_end))
+    r = retriever_for(index)
+    return _norm(text) in _norm(r.index.span_text(file, page_start, page_end))
 
 
-def _candidates(index: Index, hits: Sequence[Hit]) -> list[tuple[Hit, int, int, str]]:
+def _candidates(r: Retriever, hits: Sequence[Hit]) -> list[tuple[Hit, int, int, str]]:
     """Quotable sentences of the hits: (hit, start, end, text) with absolute document offsets of
     the shown text (paragraph number left out), de-duplicated across hits."""
     cands: list[tuple[Hit, int, int, str]] = []
     seen: set[str] = set()
     for h in hits:
-        info = index.docs[h.doc_id]
+        info = r.index.docs[h.doc_id]
         for a, b in sentence_spans(h.text):
             a += strip_paragraph_number(h.text[a:b])
             sent = h.text[a:b]
@@ -194,12 +198,12 @@ def _candidates(index: Index, hits: Sequence[Hit]) -> list[tuple[Hit, int, int, 
     return cands
 
 
-def _cited_passage(index: Index, h: Hit, p0: int, p1: int) -> str:
+def _cited_passage(r: Retriever, h: Hit, p0: int, p1: int) -> str:
     """The part of the hit's text that lies on pages p0..p1 (what the source [n] shows)."""
-    starts = index.docs[h.doc_id].text.page_starts
+    starts = r.index.docs[h.doc_id].text.page_starts
     lo = max(h.char_start, starts[p0 - 1])
     hi = min(h.char_end, starts[p1] if p1 < len(starts) else h.char_end)
-    return index.docs[h.doc_id].text.text[lo:hi].strip()
+    return r.index.docs[h.doc_id].text.text[lo:hi].strip()
 
 
 def _abstain(question: str, standalone: str, hits: Sequence[Hit], decision: Decision) -> Answer:
@@ -222,17 +226,18 @@ def _declined(reason: str, best: float, threshold: float, basis: str) -> Decisio
     return Decision("declined", 0.0, threshold, reason, best_similarity=best, basis=basis)
 
 
-def unknown_pseudonyms(index: Index, question: str) -> list[str]:
+def unknown_pseudonyms(index: Index | Retriever, question: str) -> list[str]:
     """The pseudonyms a question names ("the Child Q review") that no indexed report mentions,
     in its text or its metadata. Reviews answer only about the people they describe, so quoting
     other reports for such a question would answer a different question."""
-    known = corpus_stats(index).pseudonyms
+    r = retriever_for(index)
+    known = corpus_stats(r).pseudonyms
     names = dict.fromkeys(" ".join(m.group(0).split()) for m in PSEUDONYM.finditer(question))
     return [n for n in names if n not in known]
 
 
 def assess(
-    index: Index,
+    index: Index | Retriever,
     question: str,
     hits: Sequence[Hit],
     qvec: np.ndarray,
@@ -246,6 +251,7 @@ def assess(
     With ``answerability = "similarity"`` only the best sentence's similarity decides (the
     earlier rule, kept for comparison). In either mode a best sentence below
     ``abstain_threshold`` declines: nothing in the passages is even close."""
+    r = retriever_for(index)
     best = float(sims.max()) if len(sims) else 0.0
     floor = (
         f"The indexed reviews do not appear to address this question: the closest sentences are only "
@@ -255,8 +261,8 @@ def assess(
         if best < s.abstain_threshold:
             return _declined(floor, best, s.abstain_threshold, "similarity")
         return Decision("answered", 1.0, s.abstain_threshold, "", best_similarity=best, basis="similarity")
-    _, spans = report_mentions(index, question)
-    ev = evidence(index, question, hits, qvec, sentences, sims, rankings(index, question, filters, s), spans)
+    _, spans = report_mentions(r, question)
+    ev = evidence(r, question, hits, qvec, sentences, sims, rankings(r, question, filters, s), spans)
     decision = decide(ev, question, s.answerable_threshold)
     if best < s.abstain_threshold and not decision.declined:
         return replace(decision, status="declined", reason=floor, basis="similarity")
@@ -269,7 +275,7 @@ _PARTS = re.compile(r"\s*;\s*|\?\s+|,?\s+and\s+(?:also\s+)?", re.IGNORECASE)
 
 
 def _answer_covered_part(
-    index: Index, question: str, standalone: str, filters: Filters | None, s: Settings
+    r: Retriever, question: str, standalone: str, filters: Filters | None, s: Settings
 ) -> Answer | None:
     """When a question the reports do not answer as a whole asks two things and the reports answer
     one of them, that part's answer, marked partial and saying which part is not covered."""
@@ -285,7 +291,7 @@ def _answer_covered_part(
         else f"{lead.group(1)} {p}"
         for p in pieces[1:]
     ]
-    results = [_answer(index, p, filters, (), s, split_parts=False) for p in parts]
+    results = [_answer(r, p, filters, (), s, split_parts=False) for p in parts]
     covered = [(p, a) for p, a in zip(pieces, results) if not a.abstained]
     gaps = [(p, a) for p, a in zip(pieces, results) if a.abstained]
     if not covered or not gaps:
@@ -304,13 +310,16 @@ def _answer_covered_part(
 
 
 def answer(
-    index: Index,
+    index: Index | Retriever,
     question: str,
     filters: Filters | None = None,
     history: Sequence[str] = (),
     settings: Settings | None = None,
 ) -> Answer:
     """A short, extractive, page-cited answer to ``question`` from the indexed reports.
+
+    ``index`` is a loaded index or a :class:`~sscp_rag.retrieval.Retriever` of one (whose
+    encoder and settings are then used throughout).
 
     ``history`` holds the conversation's previous questions (oldest first); follow-ups are
     rewritten into standalone queries (see the module docstring). ``Answer.decision`` says
@@ -319,18 +328,20 @@ def answer(
     unknown filter values. With ``settings.llm_base_url`` set, a verified LLM summary is added
     (see :mod:`sscp_rag.llm`); an LLM failure only adds a note.
     """
-    return _answer(index, question, filters, history, settings or index.settings, split_parts=True)
+    r = retriever_for(index)
+    return _answer(r, question, filters, history, settings or r.settings, split_parts=True)
 
 
-def whole_question_decision(index: Index, question: str, settings: Settings | None = None) -> Decision:
+def whole_question_decision(index: Index | Retriever, question: str, settings: Settings | None = None) -> Decision:
     """The answerability decision on ``question`` as a whole, before a declined two-part question
     is split: what ``scripts/fit_answerability.py`` fits the model on, so that the features it
     learns from do not depend on the model being fitted."""
-    return _answer(index, question, None, (), settings or index.settings, split_parts=False).decision
+    r = retriever_for(index)
+    return _answer(r, question, None, (), settings or r.settings, split_parts=False).decision
 
 
 def _answer(
-    index: Index,
+    r: Retriever,
     question: str,
     filters: Filters | None,
     history: Sequence[str],
@@ -345,9 +356,9 @@ def _answer(
             f"the question is {len(question):,} characters long; ask in at most {s.max_question_chars:,} "
             "characters (one question at a time)"
         )
-    standalone = rewrite_followup(index, question, history)
-    hits = search(index, standalone, k=s.answer_hits, filters=filters, settings=s)
-    unknown = unknown_pseudonyms(index, standalone)
+    standalone = rewrite_followup(r, question, history)
+    hits = search(r, standalone, k=s.answer_hits, filters=filters, settings=s)
+    unknown = unknown_pseudonyms(r, standalone)
     if unknown:
         who = " or ".join(unknown)
         reason = f"No indexed report mentions {who}, so the reviews cannot answer this question."
@@ -355,17 +366,17 @@ def _answer(
     loose = "The indexed reviews do not appear to address this question."
     if not hits:
         return _abstain(question, standalone, hits, _declined(loose, 0.0, s.answerable_threshold, "passages"))
-    qvec = query_vector(index, standalone)
-    cands = _candidates(index, hits)
+    qvec = query_vector(r, standalone)
+    cands = _candidates(r, hits)
     if not cands:
         return _abstain(question, standalone, hits, _declined(loose, 0.0, s.answerable_threshold, "passages"))
-    vecs = sentence_vectors(index, [_norm(c[3]) for c in cands])
+    vecs = sentence_vectors(r, [_norm(c[3]) for c in cands])
     rel = vecs @ qvec
     best = float(rel.max())
-    decision = assess(index, standalone, hits, qvec, [c[3] for c in cands], rel, filters, s)
+    decision = assess(r, standalone, hits, qvec, [c[3] for c in cands], rel, filters, s)
     if decision.declined:
         if decision.basis == "model" and split_parts:
-            part = _answer_covered_part(index, question, standalone, filters, s)
+            part = _answer_covered_part(r, question, standalone, filters, s)
             if part is not None:
                 return part
         return _abstain(question, standalone, hits, decision)
@@ -392,12 +403,12 @@ def _answer(
     source_of: dict[tuple[str, int, int, str], int] = {}
     sections: list[ReportSection] = []
     for doc_id, idxs in by_doc.items():
-        info = index.docs[doc_id]
+        info = r.index.docs[doc_id]
         quotes = []
         for j in sorted(idxs, key=lambda j: cands[j][1]):
             h, a, b, sent = cands[j]
             p0, p1 = info.text.span(a, b)
-            if not verify_quote(index, h.file, p0, p1, sent):
+            if not verify_quote(r, h.file, p0, p1, sent):
                 continue  # never show a quote that is not on the page it cites
             key = (h.file, p0, p1, h.chunk_id)
             if key not in source_of:
@@ -412,7 +423,7 @@ def _answer(
                         h.year,
                         p0,
                         p1,
-                        _cited_passage(index, h, p0, p1),
+                        _cited_passage(r, h, p0, p1),
                         h.chunk_id,
                     )
                 )
@@ -440,7 +451,7 @@ def _answer(
     if s.llm_base_url:
         from sscp_rag.llm import synthesise
 
-        result = synthesise(index, result, s)
+        result = synthesise(r, result, s)
     return result
 
 

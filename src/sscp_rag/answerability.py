@@ -37,8 +37,10 @@ from typing import Any
 
 import numpy as np
 
+from sscp_rag.encoder import Encoder
 from sscp_rag.index import Index
 from sscp_rag.records import REVIEW_TYPE_LABELS, Hit
+from sscp_rag.retrieval import Retriever, retriever_for
 from sscp_rag.themes import THEMES
 from sscp_rag.vocabulary import ABBREVIATIONS, PSEUDONYM, YEAR
 
@@ -335,15 +337,15 @@ class CorpusStats:
         lower = Counter(w for d in index.docs.values() for w in re.findall(r"\b[a-z][a-z'\-]+\b", d.text.text))
         self.common_lower = frozenset(w for w, c in lower.items() if c >= 2)
 
-    def word_vectors(self, index: Index, words: Sequence[str]) -> np.ndarray:
+    def word_vectors(self, encoder: Encoder, words: Sequence[str]) -> np.ndarray:
         """Embeddings of single words, cached (the same report words come back question after question)."""
         todo = [w for w in dict.fromkeys(words) if w not in self._words]
         if todo:
             if len(self._words) + len(todo) > WORD_CACHE_SIZE:
                 self._words.clear()
-            self._words.update(zip(todo, index.embedder.encode_live(todo)))
+            self._words.update(zip(todo, encoder.encode_live(todo)))
         if not words:
-            return np.zeros((0, index.faiss.d), dtype=np.float32)
+            return np.zeros((0, self.sample.shape[1]), dtype=np.float32)
         return np.vstack([self._words[w] for w in words])
 
     def df(self, stem: str) -> int:
@@ -359,11 +361,9 @@ class CorpusStats:
         return self._idf(df) / self._max_idf if df else 1.0
 
 
-def corpus_stats(index: Index) -> CorpusStats:
+def corpus_stats(index: Index | Retriever) -> CorpusStats:
     """The :class:`CorpusStats` of a loaded index, kept by its Retriever (built on first use,
     freed with the index)."""
-    from sscp_rag.retrieval import retriever_for
-
     return retriever_for(index).corpus_stats
 
 
@@ -387,7 +387,7 @@ def _stop_stems() -> frozenset[str]:
     return frozenset(stems(" ".join(_FRAME)))
 
 
-def question_terms(index: Index, question: str, skip: Sequence[tuple[int, int]] = ()) -> list[Term]:
+def question_terms(index: Index | Retriever, question: str, skip: Sequence[tuple[int, int]] = ()) -> list[Term]:
     """The salient words of ``question``: not framing or stop words, not inside ``skip`` spans
     (the words that name a report), each with its alternative forms and corpus IDF."""
     stats = corpus_stats(index)
@@ -461,7 +461,7 @@ class Evidence:
 
 
 def evidence(
-    index: Index,
+    index: Index | Retriever,
     question: str,
     hits: Sequence[Hit],
     qvec: np.ndarray | None,
@@ -476,10 +476,16 @@ def evidence(
     The question's named words (names, acronyms, years) are its constraints: the content words
     count as covered only in the passages of reports that mention every named word, since
     "overseas recruitment" in Liverpool's report does not answer a question about Kent's."""
-    stats = corpus_stats(index)
-    terms = question_terms(index, question, skip)
+    r = retriever_for(index)
+    stats = r.corpus_stats
+    terms = question_terms(r, question, skip)
     cover = _coverage(
-        index, stats, terms, [h.text for h in hits], [_hit_stems(index, h) for h in hits], [h.themes for h in hits]
+        r.encoder,
+        stats,
+        terms,
+        [h.text for h in hits],
+        [_hit_stems(r.index, h) for h in hits],
+        [h.themes for h in hits],
     )
     named = [t for t in terms if t.named]
     meeting = [i for i, h in enumerate(hits) if all(_covers(t, stats.doc_stems[h.doc_id], ()) for t in named)]
@@ -504,7 +510,7 @@ def evidence(
     order = [int(i) for i in np.argsort(-sims)[:SENTENCES]] if len(sims) else []
     content = [t for t in terms if not t.named]
     sent_cover = _coverage(
-        index, stats, content, sentences, [frozenset(stems(x)) for x in sentences], [()] * len(sentences)
+        r.encoder, stats, content, sentences, [frozenset(stems(x)) for x in sentences], [()] * len(sentences)
     )
     sent_share = [_share(content, row) for row in sent_cover]
     uncovered_sentence = 1.0 - max(sent_share, default=0.0) if content else 0.0
@@ -518,7 +524,7 @@ def evidence(
         [sent_share[i] for i in look],
         not content,
         stats.common_lower,
-        lambda a, b: stats.word_vectors(index, a) @ stats.word_vectors(index, b).T,
+        lambda a, b: stats.word_vectors(r.encoder, a) @ stats.word_vectors(r.encoder, b).T,
     )
     uncovered_phrase = _uncovered_phrases(question, terms, [hits[i].text for i in pool])
     content_idx = [j for j, t in enumerate(terms) if not t.named]
@@ -692,7 +698,7 @@ def _uncovered_phrases(question: str, terms: Sequence[Term], texts: Sequence[str
 
 
 def _coverage(
-    index: Index,
+    encoder: Encoder,
     stats: CorpusStats,
     terms: Sequence[Term],
     texts: Sequence[str],
@@ -715,7 +721,7 @@ def _coverage(
     if not vocab:
         return cover
     pos = {w: i for i, w in enumerate(vocab)}
-    sims = stats.word_vectors(index, [terms[j].text.lower() for j in todo]) @ stats.word_vectors(index, vocab).T
+    sims = stats.word_vectors(encoder, [terms[j].text.lower() for j in todo]) @ stats.word_vectors(encoder, vocab).T
     for i, ws in enumerate(words):
         if not ws:
             continue

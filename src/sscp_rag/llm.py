@@ -102,6 +102,7 @@ import httpx
 from sscp_rag.errors import LLMError
 from sscp_rag.index import Index
 from sscp_rag.records import REVIEW_TYPE_LABELS, Answer, Source
+from sscp_rag.retrieval import Retriever, retriever_for
 from sscp_rag.settings import Settings
 
 SUPPORT_SCORE = 0.56
@@ -511,7 +512,7 @@ def clauses(claim: str) -> list[str]:
     return out
 
 
-def verify(index: Index, sentences: Sequence[str], sources: Sequence[Source]) -> list[Verdict]:
+def verify(index: Index | Retriever, sentences: Sequence[str], sources: Sequence[Source]) -> list[Verdict]:
     """Apply the module's verification rule to each sentence of a reply."""
     by_n = {s.n: s for s in sources}
     verdicts: list[Verdict] = []
@@ -554,7 +555,7 @@ def verify(index: Index, sentences: Sequence[str], sources: Sequence[Source]) ->
     part_at = add([p for *_, parts in checked for p in parts])
     sent_at = {n: add(sents) for n, sents in singles.items()}
     sub_at = {n: add([c for _, c in pairs]) for n, pairs in subs.items()}
-    vecs = index.embedder.encode_live(batch)
+    vecs = retriever_for(index).encoder.encode_live(batch)
 
     def support(
         text: str, vec: Any, cites: tuple[int, ...], by_clause: bool = False
@@ -633,7 +634,7 @@ def declined_by_llm(answer: Answer, notes: Sequence[str] = ()) -> Answer:
     )
 
 
-def synthesise(index: Index, answer: Answer, settings: Settings) -> Answer:
+def synthesise(index: Index | Retriever, answer: Answer, settings: Settings) -> Answer:
     """``answer`` with a verified LLM summary in ``synthesis`` and notes in ``synthesis_notes``, or
     declined when the model's "not stated" vote is accepted (``settings.llm_can_decline``).
 
