@@ -16,14 +16,17 @@ or build. :func:`load_index` refuses an index whose fingerprint differs from the
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -176,15 +179,56 @@ def write_bm25(data_dir: Path, texts: list[str]) -> None:
 # load
 
 
+DOC_TEXT_CACHE = 64  # report texts kept in memory (an answer cites a handful)
+
+
 @dataclass(frozen=True)
 class DocInfo:
-    """An indexed report: its metadata, pages and themes."""
+    """An indexed report: its metadata, pages and themes. Its text (``text``) is read from the
+    chunk store when asked for, a few recently used reports kept: an archive's full texts would
+    otherwise sit in memory beside its passages (1 GB of the 3.7 GB at a million passages)."""
 
     meta: DocumentMeta
     n_pages: int
     themes: tuple[str, ...]
     theme_counts: dict[str, int]
-    text: DocText
+    read_text: Callable[[], DocText] = field(repr=False, compare=False)
+
+    @property
+    def text(self) -> DocText:
+        return self.read_text()
+
+
+class _DocTexts:
+    """Report texts read from the chunk store on demand, the last ``DOC_TEXT_CACHE`` kept. Its own
+    object, not the Index's, so that a report does not hold its index alive."""
+
+    def __init__(self, conn: sqlite3.Connection, data_dir: Path):
+        self.conn, self.data_dir = conn, data_dir
+        self.cache: OrderedDict[str, DocText] = OrderedDict()
+        self.lock = threading.Lock()  # the app answers on several threads over one connection
+
+    def get(self, doc_id: str) -> DocText:
+        with self.lock:
+            doc = self.cache.get(doc_id)
+            if doc is not None:
+                self.cache.move_to_end(doc_id)
+                return doc
+            try:
+                r = self.conn.execute(
+                    "SELECT text, page_starts, headings FROM docs WHERE doc_id = ?", (doc_id,)
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise IndexCorruptError(
+                    f"the index in {self.data_dir.parent} is damaged ({exc}); re-run: sscp-rag ingest"
+                ) from exc
+            doc = DocText(
+                r["text"], tuple(json.loads(r["page_starts"])), tuple((o, h) for o, h in json.loads(r["headings"]))
+            )
+            self.cache[doc_id] = doc
+            if len(self.cache) > DOC_TEXT_CACHE:
+                self.cache.popitem(last=False)
+            return doc
 
 
 class Index:
@@ -200,13 +244,16 @@ class Index:
         try:
             self.conn = st.connect(data_dir / "chunks.sqlite", readonly=True)
             self.docs: dict[str, DocInfo] = {}
-            for r in self.conn.execute("SELECT * FROM docs ORDER BY file"):
+            texts = _DocTexts(self.conn, data_dir)
+            rows = self.conn.execute("SELECT doc_id, meta, n_pages, themes, theme_counts FROM docs ORDER BY file")
+            for r in rows:
                 meta = st.meta_from_json(r["meta"])
-                doc = DocText(
-                    r["text"], tuple(json.loads(r["page_starts"])), tuple((o, h) for o, h in json.loads(r["headings"]))
-                )
                 self.docs[r["doc_id"]] = DocInfo(
-                    meta, r["n_pages"], tuple(json.loads(r["themes"])), json.loads(r["theme_counts"]), doc
+                    meta,
+                    r["n_pages"],
+                    tuple(json.loads(r["themes"])),
+                    json.loads(r["theme_counts"]),
+                    functools.partial(texts.get, r["doc_id"]),
                 )
             self.chunks: list[Chunk] = [c for c, _ in st.iter_chunks(self.conn)]
             self.faiss = faiss.read_index(str(data_dir / "dense.faiss"))
