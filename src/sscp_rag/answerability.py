@@ -364,7 +364,7 @@ class CorpusStats:
 def corpus_stats(index: Index | Retriever) -> CorpusStats:
     """The :class:`CorpusStats` of a loaded index, kept by its Retriever (built on first use,
     freed with the index)."""
-    return retriever_for(index).corpus_stats
+    return retriever_for(index).derived("answerability", CorpusStats)
 
 
 @functools.lru_cache(maxsize=1)
@@ -477,7 +477,7 @@ def evidence(
     count as covered only in the passages of reports that mention every named word, since
     "overseas recruitment" in Liverpool's report does not answer a question about Kent's."""
     r = retriever_for(index)
-    stats = r.corpus_stats
+    stats = corpus_stats(r)
     terms = question_terms(r, question, skip)
     cover = _coverage(
         r.encoder,

@@ -18,8 +18,9 @@ from __future__ import annotations
 import re
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from sscp_rag.settings import Settings
 from sscp_rag.text import clear_sentence_cache, matched_terms, query_terms, sentence_spans, strip_paragraph_number
 from sscp_rag.themes import THEME_IDS, resolve_theme
 
+T = TypeVar("T")
 MAX_MERGE_CHUNKS = 3
 MERGE_WINDOW_FACTOR = 2
 _CONTENTS_HEADING = re.compile(r"^\s*(?:table\s+of\s+)?contents\s*$", re.IGNORECASE)
@@ -140,21 +142,21 @@ class Retriever:
         self._sentence_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._aliases: report_names.NameIndex | None = None
         self._topics: report_names.NameIndex | None = None
-        self._corpus_stats = None  # answerability.CorpusStats, built for the first answer
+        # What other modules derive from this index once (answerability's CorpusStats), by name.
+        self._derived: dict[str, Any] = {}
 
     @property
     def encoder(self) -> Encoder:
         """The query encoder (the index's own model unless one was given)."""
         return self._encoder if self._encoder is not None else self.index.embedder
 
-    @property
-    def corpus_stats(self):
-        """The answerability statistics of this index (:class:`sscp_rag.answerability.CorpusStats`)."""
-        if self._corpus_stats is None:
-            from sscp_rag.answerability import CorpusStats
-
-            self._corpus_stats = CorpusStats(self.index)
-        return self._corpus_stats
+    def derived(self, name: str, build: Callable[[Index], T]) -> T:
+        """State another module derives from this index once (``build(index)`` on first use, then
+        kept with this Retriever): answerability's corpus statistics. The builder comes from the
+        caller, so retrieval need not import the modules that build on it."""
+        if name not in self._derived:
+            self._derived[name] = build(self.index)
+        return self._derived[name]
 
     def search(
         self, query: str, k: int | None = None, filters: Filters | None = None, settings: Settings | None = None
