@@ -279,12 +279,20 @@ def make_client(policy: AddressPolicy, timeout: float) -> httpx.Client:
     It connects directly: proxy environment variables are not used, since the address check must
     see the address it connects to.
     """
-    transport = httpx.HTTPTransport()
-    # httpx has no public hook for the network backend; its pool is swapped for one that has ours.
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(), network_backend=_GuardedBackend(policy)
-    )
-    return httpx.Client(transport=transport, timeout=httpx.Timeout(timeout), follow_redirects=False)
+    return httpx.Client(transport=_GuardedTransport(policy), timeout=httpx.Timeout(timeout), follow_redirects=False)
+
+
+class _GuardedTransport(httpx.HTTPTransport):
+    """httpx's own transport, whose connection pool connects through :class:`_GuardedBackend`.
+
+    httpx takes no network backend as an option, so this subclass builds the pool its parent
+    uses (httpx is pinned; tests/test_fetch.py checks the guard on real local servers)."""
+
+    def __init__(self, policy: AddressPolicy):
+        super().__init__()
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(), network_backend=_GuardedBackend(policy)
+        )
 
 
 # --------------------------------------------------------------------------------------------
