@@ -4,6 +4,9 @@ of everything but the model (their settings say ``encoder="hashing"``: ``HASHING
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,24 @@ DEMO_CORPUS = ROOT / "corpus" / "demo"
 REAL_CORPUS = ROOT.parent / "shared" / "corpus-real"
 # The settings overrides of a test that does not test the model: Settings(**HASHING, ...).
 HASHING = {"encoder": "hashing"}
+
+
+def start_ingest(corpus: Path, index: Path, **env: str) -> subprocess.Popen:
+    """``sscp-rag ingest --quiet`` of ``corpus`` into ``index`` in a process of its own (to be
+    killed mid-run), with the hashing encoder and any further ``SSCP_RAG_*`` variables."""
+    env = {
+        **os.environ,
+        "SSCP_RAG_CORPUS_DIR": str(corpus),
+        "SSCP_RAG_INDEX_DIR": str(index),
+        "SSCP_RAG_ENCODER": "hashing",
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "sscp_rag.cli", "ingest", "--quiet"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture(scope="session")

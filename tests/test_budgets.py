@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pdfmaker as pm
 import pytest
-from conftest import HASHING
+from conftest import HASHING, start_ingest
 
 from sscp_rag.corpus import folder_lock
 from sscp_rag.encoder import HashingEncoder
@@ -149,14 +148,7 @@ def test_readers_die_with_a_killed_ingest_and_the_next_ingest_runs(
     good_report(corpus / "scr-child-q.pdf")
     pm.form_fanout_pdf(corpus / "fanout.pdf")
     index = tmp_path / "index"
-    env = {**os.environ, "SSCP_RAG_CORPUS_DIR": str(corpus), "SSCP_RAG_INDEX_DIR": str(index),
-           "SSCP_RAG_READ_TIMEOUT": "900", "SSCP_RAG_READ_WORKERS": "1", "SSCP_RAG_ENCODER": "hashing"}  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sscp_rag.cli", "ingest", "--quiet"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_ingest(corpus, index, SSCP_RAG_READ_TIMEOUT="900", SSCP_RAG_READ_WORKERS="1")
     try:
         deadline = time.monotonic() + 180
         readers: list[int] = []

@@ -6,17 +6,15 @@ missing indexes. No test here is about the model: every build uses the hashing e
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pdfmaker as pm
 import pytest
-from conftest import HASHING, REAL_CORPUS
+from conftest import HASHING, REAL_CORPUS, start_ingest
 from test_upload import mutants
 
 from sscp_rag import vocabulary
@@ -303,14 +301,7 @@ def test_killed_ingest_leaves_the_previous_index_loadable(
     before = _results(s, hashing_encoder, QUERIES)
     manifest_before = read_manifest(s.index_dir)
     pm.simple_report(s.corpus_dir / "lcspr-child-k-2021.pdf", "killed", "LCSPR Child K", paragraphs=9)
-    env = {**os.environ, "SSCP_RAG_CORPUS_DIR": str(s.corpus_dir), "SSCP_RAG_INDEX_DIR": str(s.index_dir)}
-    env["SSCP_RAG_ENCODER"] = "hashing"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sscp_rag.cli", "ingest", "--quiet"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_ingest(s.corpus_dir, s.index_dir)
     try:
         deadline = time.monotonic() + 120
         while not list(s.index_dir.glob("data-*.tmp")):  # the new build has started ...

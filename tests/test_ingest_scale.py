@@ -6,17 +6,15 @@ subprocess too (they make their encoder from the settings)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DEMO_CORPUS, HASHING, REAL_CORPUS
+from conftest import DEMO_CORPUS, HASHING, REAL_CORPUS, start_ingest
 
 from sscp_rag.encoder import HashingEncoder
 from sscp_rag.index import load_index, read_manifest
@@ -72,14 +70,7 @@ def test_ingest_killed_mid_embedding_resumes_without_redoing_finished_files(
 
     resumed = Settings(corpus_dir=corpus, index_dir=tmp_path / "resumed", **HASHING)
     staging = resumed.index_dir / STAGING
-    env = {**os.environ, "SSCP_RAG_CORPUS_DIR": str(corpus), "SSCP_RAG_INDEX_DIR": str(resumed.index_dir)}
-    env["SSCP_RAG_ENCODER"] = "hashing"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sscp_rag.cli", "ingest", "--quiet"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_ingest(corpus, resumed.index_dir)
     try:
         deadline = time.monotonic() + 180
         while not list(staging.glob("*/*.npz")):  # the first file is embedded and staged ...

@@ -41,6 +41,7 @@ from sscp_rag.encoder import Encoder
 from sscp_rag.index import Index
 from sscp_rag.records import REVIEW_TYPE_LABELS, Hit
 from sscp_rag.retrieval import Retriever, retriever_for
+from sscp_rag.text import abbreviation_forms
 from sscp_rag.themes import THEMES
 from sscp_rag.vocabulary import ABBREVIATIONS, PSEUDONYM, YEAR
 
@@ -308,22 +309,23 @@ class CorpusStats:
         self._df = {
             tok: int(indptr[i + 1] - indptr[i]) if i + 1 < len(indptr) else 0 for tok, i in bm.vocab_dict.items()
         }
-        # Per report, the stems of its text and metadata: a question's names and years are
-        # checked against the reports the passages come from.
-        self.doc_stems = {
-            doc_id: frozenset(
-                stems(f"{d.meta.title} {d.meta.short_title} {d.meta.subject} {d.meta.year or ''} {d.text.text}")
-            )
-            for doc_id, d in index.docs.items()
-        }
-        # Every pseudonym any report uses, in its text or metadata, so that a question naming one
-        # is checked with a set look-up however many names it holds.
-        self.pseudonyms = frozenset(
-            " ".join(m.group(0).split())
-            for d in index.docs.values()
-            for text in (d.text.text, f"{d.meta.title} {d.meta.short_title} {d.meta.subject}")
-            for m in PSEUDONYM.finditer(text)
-        )
+        # One pass over the reports' texts (read from the chunk store): per report, the stems of
+        # its text and metadata (a question's names and years are checked against the reports the
+        # passages come from); every pseudonym any report uses, so that a question naming one is
+        # checked with a set look-up; and the words the reports write in lower case.
+        self.doc_stems: dict[str, frozenset[str]] = {}
+        pseudonyms: set[str] = set()
+        lower: Counter[str] = Counter()
+        for doc_id, d in index.docs.items():
+            text = d.text.text
+            head = f"{d.meta.title} {d.meta.short_title} {d.meta.subject}"
+            self.doc_stems[doc_id] = frozenset(stems(f"{head} {d.meta.year or ''} {text}"))
+            pseudonyms.update(" ".join(m.group(0).split()) for t in (text, head) for m in PSEUDONYM.finditer(t))
+            lower.update(re.findall(r"\b[a-z][a-z'\-]+\b", text))
+        self.pseudonyms = frozenset(pseudonyms)
+        # Words the reports use in lower case at least twice: a capitalised word among them is a
+        # title or a role ("Mother", "Court"), not a name.
+        self.common_lower = frozenset(w for w, c in lower.items() if c >= 2)
         total = index.faiss.ntotal
         if total:
             rows = np.linspace(0, total - 1, num=min(SAMPLE_SIZE, total)).astype(np.int64)
@@ -332,10 +334,6 @@ class CorpusStats:
             self.sample = np.zeros((0, index.faiss.d), dtype=np.float32)
         self._max_idf = self._idf(0)
         self._words: dict[str, np.ndarray] = {}
-        # Words the reports use in lower case at least twice: a capitalised word among them is a
-        # title or a role ("Mother", "Court"), not a name.
-        lower = Counter(w for d in index.docs.values() for w in re.findall(r"\b[a-z][a-z'\-]+\b", d.text.text))
-        self.common_lower = frozenset(w for w, c in lower.items() if c >= 2)
 
     def word_vectors(self, encoder: Encoder, words: Sequence[str]) -> np.ndarray:
         """Embeddings of single words, cached (the same report words come back question after question)."""
@@ -373,16 +371,6 @@ def _theme_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
 
 
 @functools.lru_cache(maxsize=1)
-def _expansions() -> tuple[tuple[str, re.Pattern[str]], ...]:
-    """(abbreviation, pattern of its spelled-out forms in a question)."""
-    out = []
-    for abbr, forms in ABBREVIATIONS.items():
-        words = "|".join(r"\s+".join(re.escape(w) for w in f.split()) for f in forms)
-        out.append((abbr, re.compile(rf"\b(?:{words})\b", re.IGNORECASE)))
-    return tuple(out)
-
-
-@functools.lru_cache(maxsize=1)
 def _stop_stems() -> frozenset[str]:
     return frozenset(stems(" ".join(_FRAME)))
 
@@ -393,7 +381,7 @@ def question_terms(index: Index | Retriever, question: str, skip: Sequence[tuple
     stats = corpus_stats(index)
     stop = _stop_stems()
     theme_spans = [(tid, m.span()) for tid, pat in _theme_patterns() for m in pat.finditer(question)]
-    expansion_spans = [(abbr, m.span()) for abbr, pat in _expansions() for m in pat.finditer(question)]
+    expansion_spans = [(abbr, m.span()) for abbr, pat in abbreviation_forms() for m in pat.finditer(question)]
     named_spans = [m.span() for m in PSEUDONYM.finditer(question)]
     # "2019/20" is one year: its "20" is not a word of its own.
     skip = [*skip, *(m.span(2) for m in _YEARISH.finditer(question) if m.group(2))]
@@ -591,18 +579,18 @@ def _initials(question: str) -> str:
     return "".join(w[0] for w in re.findall(r"[A-Za-z][\w'\-]*", question.lower()) if w not in _INITIALS_SKIP)
 
 
-def _is_new_name(word: str, question: str, given: set[str], common_lower: frozenset[str]) -> bool:
+def _is_new_name(word: str, initials: str, given: set[str], common_lower: frozenset[str]) -> bool:
     """Whether a capitalised word or acronym in a sentence is a name the question does not already
     give: not a month or weekday, not a word of the question or an acronym of its words ("DCS"
     for "director of children's services") or one of the field's abbreviations, and not a common
     word capitalised as a title or a role ("Mother", "Court", "Department"), which a proper name
-    seldom is in lower case."""
+    seldom is in lower case. ``initials``: the first letters of the question's words."""
     low = word.lower()
     if low in given or low in _MONTHS or low in _WEEKDAYS:
         return False
     if word.isupper():
         # The field's own abbreviations (SCR, MASH, GP) name kinds of things, not a particular one.
-        return low not in _initials(question) and low not in ABBREVIATIONS
+        return low not in initials and low not in ABBREVIATIONS
     return low not in common_lower
 
 
@@ -630,6 +618,7 @@ def answer_type_unmet(
     given = set(re.findall(r"\w+", question.lower()))
     q_years = _years(question)
     focus = _count_focus(question) if name == "number" else []
+    initials = _initials(question) if name == "name" else ""
     for text, share in zip(sentences, shares):
         if share < 0.3 and not no_content:
             continue
@@ -637,7 +626,7 @@ def answer_type_unmet(
         if q_years and s_years and not (q_years & s_years):
             continue
         for m in pat.finditer(text):
-            if name == "name" and not _is_new_name(m.group(0), question, given, common_lower):
+            if name == "name" and not _is_new_name(m.group(0), initials, given, common_lower):
                 continue
             if focus and not _counts(text[m.end() :], focus, similar):
                 continue

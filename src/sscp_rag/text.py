@@ -16,17 +16,27 @@ _STOP = set(
 )
 
 
+@functools.lru_cache(maxsize=1)
+def abbreviation_forms() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """(abbreviation, pattern of its spelled-out forms in a question), for every abbreviation of
+    the field (``vocabulary.ABBREVIATIONS``)."""
+    out = []
+    for abbr, forms in ABBREVIATIONS.items():
+        words = "|".join(r"\s+".join(re.escape(w) for w in f.split()) for f in forms)
+        out.append((abbr, re.compile(rf"\b(?:{words})\b", re.IGNORECASE)))
+    return tuple(out)
+
+
 def expand_abbreviations(query: str) -> str:
     """``query`` with the field's abbreviations it uses spelled out, and the abbreviations of the
     forms it spells out added ("HV visits" -> "HV visits health visitor health visiting"), so
     that BM25 finds a passage whichever way the report writes it."""
-    low = query.lower()
-    words = set(re.findall(r"[a-z]+", low))
+    words = set(re.findall(r"[a-z]+", query.lower()))
     extra: list[str] = []
-    for abbr, forms in ABBREVIATIONS.items():
+    for abbr, spelled in abbreviation_forms():
         if abbr in words:
-            extra.extend(forms)
-        elif any(re.search(rf"\b{re.escape(f)}\b", low) for f in forms):
+            extra.extend(ABBREVIATIONS[abbr])
+        elif spelled.search(query):
             extra.append(abbr)
     return f"{query} {' '.join(extra)}" if extra else query
 
