@@ -142,11 +142,16 @@ def test_many_names_are_checked_against_a_set_and_long_questions_refused(small_i
         ("How often must training be refreshed?", "frequency"),
         ("When did health visitors start the assessment?", "date"),
         ("How many escalations did schools make?", "number"),
+        ("How many weeks do children wait for a wheelchair?", "duration"),
+        ("What was the average caseload per social worker?", "number"),
         ("Which London borough did he move to?", "name"),
         ("What judgement did the council receive at its last inspection?", "grade"),
         ("Under what category was the child's protection plan made?", "category"),
         ("Which neglect assessment tool do social workers use?", "name"),
         ("What did reviews say about neglect?", None),
+        # A verb between "what" and the noun: the question asks what was done, not which one.
+        ("What did the court decide about contact?", None),
+        ("What does the framework say about supervision?", None),
     ],
 )
 def test_answer_types(question, kind):
@@ -201,6 +206,21 @@ def test_a_name_must_be_new_and_a_grade_must_be_one():
     assert answer_type_unmet(q, ["In 2017 care leavers received a consistently good service."], [1.0], False)
     assert answer_type_unmet(q, ["In 2017 services were judged inadequate."], [1.0], False) == ""
     assert answer_type_unmet(q, ["In 2018 services were judged inadequate."], [1.0], False) == "grade"
+
+
+def test_answers_written_as_hyphenated_durations_baby_ages_and_quoted_names_count():
+    # Answers the fresh eval sets' reports give in these forms were wrongly declined by the rule.
+    q = "How long do children in care wait for CAMHS after triage?"
+    assert answer_type_unmet(q, ["Following triage, two-year waiting times are not uncommon."], [1.0], False) == ""
+    assert answer_type_unmet(q, ["Following triage, waiting times are not uncommon."], [1.0], False) == "duration"
+    q = "Up to what age of the baby should the safer sleep assessment be repeated?"
+    assert answer_type_unmet(q, ["It is repeated at every contact until twelve months old."], [1.0], False) == ""
+    assert answer_type_unmet(q, ["It is repeated until the baby is 6 months."], [1.0], False) == ""
+    assert answer_type_unmet(q, ["It is repeated at every contact."], [1.0], False) == "age"
+    q = "What is the name of the approach that keeps professionals focused on children?"
+    assert answer_type_unmet(q, ["The 'our child' approach keeps professionals focused."], [1.0], False) == ""
+    # A quoted phrase that only repeats the question's words names nothing new.
+    assert answer_type_unmet(q, ["The approach keeps the 'children' in focus."], [1.0], False) == "name"
 
 
 def test_reliability_curve_counts_declines_below_each_threshold():

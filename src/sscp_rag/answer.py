@@ -245,8 +245,10 @@ def assess(
     sims: np.ndarray,
     filters: Filters | None,
     s: Settings,
+    sources: Sequence[int] = (),
 ) -> Decision:
     """The answerability decision for a standalone question (see :mod:`sscp_rag.answerability`).
+    ``sources``: for each sentence, the index in ``hits`` of its passage.
 
     With ``answerability = "similarity"`` only the best sentence's similarity decides (the
     earlier rule, kept for comparison). In either mode a best sentence below
@@ -262,7 +264,7 @@ def assess(
             return _declined(floor, best, s.abstain_threshold, "similarity")
         return Decision("answered", 1.0, s.abstain_threshold, "", best_similarity=best, basis="similarity")
     _, spans = report_mentions(r, question)
-    ev = evidence(r, question, hits, qvec, sentences, sims, rankings(r, question, filters, s), spans)
+    ev = evidence(r, question, hits, qvec, sentences, sims, rankings(r, question, filters, s), spans, sources)
     decision = decide(ev, question, s.answerable_threshold)
     if best < s.abstain_threshold and not decision.declined:
         return replace(decision, status="declined", reason=floor, basis="similarity")
@@ -373,7 +375,9 @@ def _answer(
     vecs = sentence_vectors(r, [_norm(c[3]) for c in cands])
     rel = vecs @ qvec
     best = float(rel.max())
-    decision = assess(r, standalone, hits, qvec, [c[3] for c in cands], rel, filters, s)
+    position = {id(h): i for i, h in enumerate(hits)}
+    sources = [position[id(c[0])] for c in cands]
+    decision = assess(r, standalone, hits, qvec, [c[3] for c in cands], rel, filters, s, sources)
     if decision.declined:
         if decision.basis == "model" and split_parts:
             part = _answer_covered_part(r, question, standalone, filters, s)

@@ -128,8 +128,9 @@ _ANSWER_TYPES: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple(
         ),
         (
             "duration",
-            r"\bhow\s+long\b|\bfor\s+how\s+long\b",
-            rf"\b{_NUM}\s+(?:more\s+)?(?:minutes?|hours?|days?|weeks?|months?|years?|terms?)\b|\b(?:weeks|months|years|days)\b",
+            r"\bhow\s+long\b|\bfor\s+how\s+long\b|\bhow\s+many\s+(?:more\s+)?(?:minutes|hours|days|weeks|months|years)\b",
+            # "two-year waits" and "a six-week wait" give a duration as much as "two years" does.
+            rf"\b{_NUM}(?:\s+|\s*-\s*)(?:more\s+)?(?:minutes?|hours?|days?|weeks?|months?|years?|terms?)\b|\b(?:weeks|months|years|days)\b",
         ),
         (
             "frequency",
@@ -139,14 +140,21 @@ _ANSWER_TYPES: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple(
         (
             "age",
             r"\bwhat\s+age\b|\bhow\s+old\b|\bat\s+what\s+age\b",
-            rf"\baged?\s+{_NUM}\b|\b{_NUM}\s*(?:-|\s)?years?\s*(?:-|\s)?old\b|\bunder\s+{_NUM}s?\b",
+            # A baby's age is in weeks or months: "until twelve months old", "a six-week-old baby".
+            rf"\baged?\s+{_NUM}\b|\b{_NUM}\s*(?:-|\s)?(?:years?|months?|weeks?)\s*(?:-|\s)?old\b|\bunder\s+{_NUM}s?\b"
+            rf"|\b(?:until|up\s+to|under|before|from)\s+(?:the\s+(?:age\s+of|baby\s+is|child\s+is)\s+)?{_NUM}\s+(?:years?|months?|weeks?)\b",
         ),
         (
             "date",
             r"^\s*when\b|\bwhat\s+(?:date|year|month)\b|\bwhich\s+(?:date|year|month)\b|\bsince\s+when\b",
             r"\b(?:19|20)\d\d\b|\b(?:" + "|".join(_MONTHS) + r")\b|\b\d{1,2}/\d{1,2}\b",
         ),
-        ("number", r"\bhow\s+many\b|\bwhat\s+(?:number|amount|figure)\b", rf"\b{_NUM}\b"),
+        (
+            "number",
+            r"\bhow\s+many\b|\bwhat\s+(?:number|amount|figure)\b"
+            r"|\bwhat\s+(?:was|is|were|are)\s+(?:the|their|its)\s+(?:average|mean|median)\b",
+            rf"\b{_NUM}\b",
+        ),
         # The field's own closed answer sets: an inspection's judgement is one of four grades, and
         # a child protection plan is made under one of four categories.
         (
@@ -164,10 +172,13 @@ _ANSWER_TYPES: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple(
             # A name: "which borough", "which charity", "who is the director": a capitalised word
             # or an acronym (not the sentence's first word) that the question does not already give.
             "name",
-            r"\b(?:which|what)\s+(?:\w+\s+){0,2}(?:borough|town|city|county|country|charity|company|organisation|"
+            # "What did the court decide" asks what was decided, not which court: no verb between.
+            r"\b(?:which|what)\s+(?:(?!(?:did|does|do|is|are|was|were|has|have|had|can|could|should|would|will|"
+            r"might|must)\b)\w+\s+){0,2}(?:borough|town|city|county|country|charity|company|organisation|"
             r"organization|supplier|provider|product|app|apps|platform|platforms|software|judge|court|hospital|"
             r"language|languages|name|names|tool|tools|framework|programme|scheme)\b|\bwho\s+(?:is|was|were|are)\s+the\b|\bwhat\s+is\s+the\s+name\b",
-            r"(?<![.!?]\s)(?<!^)\b(?:[A-Z][a-z]+|[A-Z]{2,})\b",
+            # Or a quoted phrase: reports name approaches and tools in quotes ("the 'our child' approach").
+            r"(?<![.!?]\s)(?<!^)\b(?:[A-Z][a-z]+|[A-Z]{2,})\b|(?<!\w)['\u2018\"\u201c][^'\u2019\"\u201d\n]{2,60}['\u2019\"\u201d](?!\w)",
         ),
     )
 )
@@ -457,9 +468,11 @@ def evidence(
     sims: np.ndarray,
     rankings: tuple[dict[int, float], dict[int, float]],
     skip: Sequence[tuple[int, int]] = (),
+    sources: Sequence[int] = (),
 ) -> Evidence:
     """The features of :data:`FEATURES` for ``question`` given its ``hits``, the candidate answer
-    sentences and their similarities ``sims``, and the dense and BM25 rankings.
+    sentences and their similarities ``sims``, and the dense and BM25 rankings. ``sources``: for
+    each sentence, the index in ``hits`` of the passage it comes from.
 
     The question's named words (names, acronyms, years) are its constraints: the content words
     count as covered only in the passages of reports that mention every named word, since
@@ -506,6 +519,16 @@ def evidence(
     # the question's words.
     covering = [i for i in np.argsort([-x for x in sent_share])[:SENTENCES] if sent_share[i] >= 0.5]
     look = list(dict.fromkeys([*order, *(int(i) for i in covering)]))
+    if named and meeting and len(sources) == len(sentences):
+        # A figure or a name for YP4 must come from a report about YP4: Child B's eleven missing
+        # episodes do not say how often YP4 went missing.
+        allowed = set(meeting)
+        order_all = [int(i) for i in np.argsort(-sims)] if len(sims) else []
+        ranked = [i for i in order_all if sources[i] in allowed][:SENTENCES]
+        covering = [
+            int(i) for i in np.argsort([-x for x in sent_share]) if sources[i] in allowed and sent_share[i] >= 0.5
+        ][:SENTENCES]
+        look = list(dict.fromkeys([*ranked, *covering]))
     unmet_type = answer_type_unmet(
         question,
         [sentences[i] for i in look],
@@ -585,6 +608,9 @@ def _is_new_name(word: str, initials: str, given: set[str], common_lower: frozen
     for "director of children's services") or one of the field's abbreviations, and not a common
     word capitalised as a title or a role ("Mother", "Court", "Department"), which a proper name
     seldom is in lower case. ``initials``: the first letters of the question's words."""
+    if word[:1] in "'\u2018\"\u201c":
+        # A quoted phrase names something new when it holds a word the question does not.
+        return any(w not in given for w in re.findall(r"\w+", word.lower()))
     low = word.lower()
     if low in given or low in _MONTHS or low in _WEEKDAYS:
         return False
