@@ -1,9 +1,10 @@
 """Write eval/reports/baseline.json and baseline.md from a full run of every configuration on the
-eval sets (eval/demo.jsonl over corpus/demo, eval/real.jsonl over ../shared/corpus-real).
+eval sets (eval/demo.jsonl and eval/fresh-demo.jsonl over corpus/demo, eval/real.jsonl and
+eval/fresh-real.jsonl over ../shared/corpus-real).
 
 The run uses the built-in default settings (SSCP_RAG_* environment variables are ignored), so the
 "hybrid" entry is what tests/test_eval_guard.py compares against. Indexes are built (or reused) in
---work (default: index/eval-baseline/<set>; chunk-size variants under <set>/eval-variants/).
+--work (default: index/eval-baseline/<corpus>; chunk-size variants under <corpus>/eval-variants/).
 
     python scripts/make_baseline.py                     # both sets, all configurations
     python scripts/make_baseline.py --sets demo --configs bm25,dense,hybrid --no-reports
@@ -19,9 +20,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# set name: (eval file, corpus, index folder under --work). Sets over one corpus share its index.
 SETS = {
-    "demo": (ROOT / "eval" / "demo.jsonl", ROOT / "corpus" / "demo"),
-    "real": (ROOT / "eval" / "real.jsonl", ROOT.parent / "shared" / "corpus-real"),
+    "demo": (ROOT / "eval" / "demo.jsonl", ROOT / "corpus" / "demo", "demo"),
+    "real": (ROOT / "eval" / "real.jsonl", ROOT.parent / "shared" / "corpus-real", "real"),
+    "fresh-demo": (ROOT / "eval" / "fresh-demo.jsonl", ROOT / "corpus" / "demo", "demo"),
+    "fresh-real": (ROOT / "eval" / "fresh-real.jsonl", ROOT.parent / "shared" / "corpus-real", "real"),
 }
 
 
@@ -33,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from sscp_rag.settings import Settings
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sets", default="demo,real", help="Comma-separated sets: demo, real [default: both].")
+    ap.add_argument("--sets", default=",".join(SETS), help=f"Comma-separated sets: {', '.join(SETS)} [default: all].")
     ap.add_argument("--configs", default="all", help="Configurations [default: all].")
     ap.add_argument("--k", type=int, default=10, help="Hits per question [default: 10].")
     ap.add_argument("--work", type=Path, default=ROOT / "index" / "eval-baseline", help="Index folder root.")
@@ -55,12 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         sets: dict[str, dict] = {}
         runs = {}
         for name in names:
-            eval_file, corpus = SETS[name]
+            eval_file, corpus, index_name = SETS[name]
             if not eval_file.is_file():
                 raise SscpRagError(f"{eval_file} does not exist")
             if not corpus.is_dir():
                 raise SscpRagError(f"corpus {corpus} does not exist")
-            settings = Settings.from_env({}, corpus_dir=corpus, index_dir=args.work / name)
+            settings = Settings.from_env({}, corpus_dir=corpus, index_dir=args.work / index_name)
             embedder = embedder or make_encoder(settings)
             print(f"== {name}: {eval_file.relative_to(ROOT)} over {corpus}", file=sys.stderr)
             run = evaluate_corpus(eval_file, settings, configs, k=args.k, progress=True, embedder=embedder)
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "rate (no higher) with this file's JSON twin.",
         "",
         "The abstention figures of configurations that use the answerability model are in-sample: the shipped "
-        "model was fitted on these same sets. Held-out figures (fitted on one set, measured on the other) are in "
+        "model was fitted on these same sets. Held-out figures (each set against a model fitted on the others) are in "
         "[answerability.md](answerability.md).",
         "",
     ]

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_SET = ROOT / "eval" / "demo.jsonl"
 BASELINE = ROOT / "eval" / "reports" / "baseline.json"
 TOLERANCE = 0.02
-REMEDY = "run: python scripts/make_baseline.py (all configurations, both sets) and commit the result"
+REMEDY = "run: python scripts/make_baseline.py (all configurations, all sets) and commit the result"
 
 
 def _baseline_entry() -> tuple[dict, dict]:
