@@ -230,6 +230,32 @@ CONFIGS: dict[str, EvalConfig] = {
             {"query_expansion": True},
         ),
         EvalConfig(
+            "hybrid-zscore",
+            "hybrid, score fusion of standard scores (z-score) instead of min-max ones",
+            {"fusion": "zscore"},
+        ),
+        EvalConfig(
+            "hybrid-dbsf",
+            "hybrid, distribution-based score fusion (mean +- 3 sd mapped to 0..1) instead of min-max",
+            {"fusion": "dbsf"},
+        ),
+        EvalConfig(
+            "hybrid-spread",
+            "hybrid, the best passage of each strong report (within half the score range of the top) first, "
+            "ordered by report score (best + 0.5 x mean of the next two), when the question names no report",
+            {"report_spread": 0.5, "report_aggregate": 0.5},
+        ),
+        EvalConfig(
+            "hybrid-maxsim",
+            "hybrid, the top 50 fused candidates re-scored by late interaction (MaxSim of the model's token vectors)",
+            {"late_interaction": 1.0},
+        ),
+        EvalConfig(
+            "hybrid-rm3",
+            "hybrid with RM3-style pseudo-relevance feedback in BM25 (10 words from the first 5 BM25 passages)",
+            {"prf_terms": 10},
+        ),
+        EvalConfig(
             "hybrid-simabstain",
             "hybrid answers that decline on the best sentence's similarity alone (the rule before the "
             "answerability model)",
