@@ -231,29 +231,34 @@ CONFIGS: dict[str, EvalConfig] = {
         ),
         EvalConfig(
             "hybrid-zscore",
-            "hybrid, score fusion of standard scores (z-score) instead of min-max ones",
-            {"fusion": "zscore"},
+            "hybrid, score fusion of standard scores (z-score) instead of min-max ones, dense_weight 0.4 "
+            "(chosen by leave-one-set-out cross-validation)",
+            {"fusion": "zscore", "dense_weight": 0.4},
         ),
         EvalConfig(
             "hybrid-dbsf",
-            "hybrid, distribution-based score fusion (mean +- 3 sd mapped to 0..1) instead of min-max",
-            {"fusion": "dbsf"},
+            "hybrid, distribution-based score fusion (mean +- 3 sd mapped to 0..1) instead of min-max, "
+            "dense_weight 0.35 (the middle of the cross-validated choices)",
+            {"fusion": "dbsf", "dense_weight": 0.35},
         ),
         EvalConfig(
             "hybrid-spread",
-            "hybrid, the best passage of each strong report (within half the score range of the top) first, "
-            "ordered by report score (best + 0.5 x mean of the next two), when the question names no report",
+            "hybrid, the best passage of each strong report (best passage in the top half of the candidates' "
+            "score range) first, ordered by report score (best + 0.5 x mean of the next two), when the "
+            "question names no report",
             {"report_spread": 0.5, "report_aggregate": 0.5},
         ),
         EvalConfig(
             "hybrid-maxsim",
-            "hybrid, the top 50 fused candidates re-scored by late interaction (MaxSim of the model's token vectors)",
-            {"late_interaction": 1.0},
+            "hybrid, the top 50 fused candidates re-scored by late interaction (MaxSim of the model's token "
+            "vectors, weight 0.5)",
+            {"late_interaction": 0.5},
         ),
         EvalConfig(
             "hybrid-rm3",
-            "hybrid with RM3-style pseudo-relevance feedback in BM25 (10 words from the first 5 BM25 passages)",
-            {"prf_terms": 10},
+            "hybrid with RM3-style pseudo-relevance feedback in BM25 (5 words from the first 3 BM25 passages, "
+            "weight 0.2)",
+            {"prf_terms": 5, "prf_docs": 3, "prf_weight": 0.2},
         ),
         EvalConfig(
             "hybrid-simabstain",
