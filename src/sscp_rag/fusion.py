@@ -6,6 +6,7 @@ chunk rows (the row order of the FAISS vectors, the BM25 corpus and ``index.chun
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -139,8 +140,6 @@ def bm25_feedback_scores(r: Retriever, query: str, n: int, mask: np.ndarray | No
     first = bm25_scores(r, query, n, mask)
     if s.prf_terms <= 0 or not first:
         return first
-    from collections import Counter
-
     bm25 = r.index.bm25
     vocab = bm25.vocab_dict
     query_words = bm25_tokenize_words(query)

@@ -427,8 +427,10 @@ def spread_reports(
     if span <= 0:
         return list(order)
     per: dict[int, list[int]] = {}
-    for i in order:
+    position: dict[int, int] = {}
+    for pos, i in enumerate(order):
         per.setdefault(int(r.report[i]), []).append(i)
+        position[i] = pos
     lead: list[tuple[float, int, int]] = []
     for rows in per.values():
         best = (fused[rows[0]] - low) / span
@@ -437,7 +439,7 @@ def spread_reports(
         rest = [(fused[i] - low) / span for i in rows[1:REPORT_AGGREGATE_DEPTH]]
         rest += [0.0] * (REPORT_AGGREGATE_DEPTH - 1 - len(rest))
         score = best + aggregate * (sum(rest) / len(rest) if rest else 0.0)
-        lead.append((-score, order.index(rows[0]), rows[0]))
+        lead.append((-score, position[rows[0]], rows[0]))
     first = [i for *_, i in sorted(lead)]
     chosen = set(first)
     return first + [i for i in order if i not in chosen]
