@@ -202,6 +202,23 @@ class ModelEncoder:
         """The normalised embedding of one question."""
         return self.encode_live([text])[0]
 
+    def encode_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Per text, the normalised contextual vectors of its word pieces (special tokens left out),
+        from the question-time runtime: for late-interaction (MaxSim) re-scoring."""
+        if self.prepare_live() != "torch":
+            return self._live.encode_tokens(list(texts), self.settings.embed_batch_size)
+        out = []
+        for vecs in self._st().encode(
+            list(texts),
+            batch_size=self.settings.embed_batch_size,
+            output_value="token_embeddings",
+            convert_to_numpy=False,
+        ):
+            vecs = vecs.float().numpy()[1:-1] if len(vecs) > 2 else vecs.float().numpy()[:0]
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            out.append(np.ascontiguousarray(vecs / np.clip(norms, 1e-12, None), dtype=np.float32))
+        return out
+
 
 # The name callers used before encoders were pluggable.
 Embedder = ModelEncoder

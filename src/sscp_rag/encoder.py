@@ -84,6 +84,10 @@ class Encoder(Protocol):
         """The vector of one question, shape (dims,)."""
         ...
 
+    def encode_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Per text, unit vectors of its tokens, shape (tokens, dims): for late-interaction scoring."""
+        ...
+
     def live_needs_export(self) -> bool:
         """Whether ``prepare_live`` has slow one-time work to do (an ONNX export)."""
         ...
@@ -170,6 +174,14 @@ class HashingEncoder:
 
     def encode_query(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
+
+    def encode_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Per text, the hashed vector of each of its words (less the function words)."""
+        out = []
+        for text in texts:
+            words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+            out.append(self.encode(words) if words else np.zeros((0, self._dims), dtype=np.float32))
+        return out
 
     def live_needs_export(self) -> bool:
         return False

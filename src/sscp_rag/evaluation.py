@@ -230,6 +230,37 @@ CONFIGS: dict[str, EvalConfig] = {
             {"query_expansion": True},
         ),
         EvalConfig(
+            "hybrid-zscore",
+            "hybrid, score fusion of standard scores (z-score) instead of min-max ones, dense_weight 0.4 "
+            "(chosen by leave-one-set-out cross-validation)",
+            {"fusion": "zscore", "dense_weight": 0.4},
+        ),
+        EvalConfig(
+            "hybrid-dbsf",
+            "hybrid, distribution-based score fusion (mean +- 3 sd mapped to 0..1) instead of min-max, "
+            "dense_weight 0.35 (the middle of the cross-validated choices)",
+            {"fusion": "dbsf", "dense_weight": 0.35},
+        ),
+        EvalConfig(
+            "hybrid-spread",
+            "hybrid, the best passage of each strong report (best passage in the top half of the candidates' "
+            "score range) first, ordered by report score (best + 0.5 x mean of the next two), when the "
+            "question names no report",
+            {"report_spread": 0.5, "report_aggregate": 0.5},
+        ),
+        EvalConfig(
+            "hybrid-maxsim",
+            "hybrid, the top 50 fused candidates re-scored by late interaction (MaxSim of the model's token "
+            "vectors, weight 0.5)",
+            {"late_interaction": 0.5},
+        ),
+        EvalConfig(
+            "hybrid-rm3",
+            "hybrid with RM3-style pseudo-relevance feedback in BM25 (5 words from the first 3 BM25 passages, "
+            "weight 0.2)",
+            {"prf_terms": 5, "prf_docs": 3, "prf_weight": 0.2},
+        ),
+        EvalConfig(
             "hybrid-simabstain",
             "hybrid answers that decline on the best sentence's similarity alone (the rule before the "
             "answerability model)",

@@ -236,3 +236,21 @@ class OnnxEncoder:
             norms = np.linalg.norm(vecs, axis=1, keepdims=True)
             out[idx] = vecs / np.clip(norms, 1e-12, None)
         return out
+
+    def encode_tokens(self, texts: Sequence[str], batch_size: int = 32) -> list[np.ndarray]:
+        """Per text, the L2-normalised contextual vectors of its word pieces (the model's last
+        hidden state, without the special tokens that open and close the text and without padding),
+        float32, shape (pieces, dims): for late-interaction (MaxSim) scoring."""
+        texts = list(texts)
+        out: list[np.ndarray] = [np.zeros((0, self.dims), dtype=np.float32)] * len(texts)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        for start in range(0, len(texts), max(1, batch_size)):
+            idx = order[start : start + max(1, batch_size)]
+            features = self._features([texts[i] for i in idx])
+            hidden = self.session.run(None, {n: features[n] for n in self.input_names})[0]
+            for row, i in enumerate(idx):
+                n = int(features["attention_mask"][row].sum())
+                vecs = hidden[row, 1 : max(1, n - 1)]
+                norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+                out[i] = np.ascontiguousarray(vecs / np.clip(norms, 1e-12, None), dtype=np.float32)
+        return out

@@ -89,6 +89,7 @@ def resolve_report(index: Index, name: str) -> str | None:
 
 QUERY_CACHE_SIZE = 256
 SENTENCE_CACHE_SIZE = 20000
+TOKEN_CACHE_SIZE = 4000  # chunks; about 100 KB each (130 word pieces x 384 float16)
 NO_YEAR = -1
 _TYPE_CODE = {t: i for i, t in enumerate(REVIEW_TYPES)}
 _THEME_BIT = {t: np.uint64(1) << np.uint64(i) for i, t in enumerate(THEME_IDS)}
@@ -140,6 +141,7 @@ class Retriever:
         # Caches that queries fill (least recently used first), and what is derived on first need.
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._sentence_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._token_vectors: OrderedDict[int, np.ndarray] = OrderedDict()
         self._aliases: report_names.NameIndex | None = None
         self._topics: report_names.NameIndex | None = None
         # What other modules derive from this index once (answerability's CorpusStats), by name.
@@ -201,6 +203,7 @@ class Retriever:
         self._query_vectors.clear()
         if everything:
             self._sentence_vectors.clear()
+            self._token_vectors.clear()
             clear_sentence_cache()
 
     def query_vector(self, query: str) -> np.ndarray:
@@ -232,6 +235,25 @@ class Retriever:
                 cache.move_to_end(t)
         cache.update(fresh)
         while len(cache) > SENTENCE_CACHE_SIZE:
+            cache.popitem(last=False)
+        return out
+
+    def token_vectors(self, rows: Sequence[int]) -> list[np.ndarray]:
+        """The word-piece vectors of chunk rows (for late-interaction re-scoring), cached as
+        float16, the least recently used dropped past ``TOKEN_CACHE_SIZE`` chunks."""
+        cache = self._token_vectors
+        missing = list(dict.fromkeys(i for i in rows if i not in cache))
+        if missing:
+            texts = [self.index.chunks[i].text for i in missing]
+            fresh = {i: v.astype(np.float16) for i, v in zip(missing, self.encoder.encode_tokens(texts))}
+        else:
+            fresh = {}
+        out = [fresh[i] if i in fresh else cache[i] for i in rows]
+        for i in rows:
+            if i in cache:
+                cache.move_to_end(i)
+        cache.update(fresh)
+        while len(cache) > TOKEN_CACHE_SIZE:
             cache.popitem(last=False)
         return out
 
@@ -348,6 +370,8 @@ def search(
     depth = max(RESCORE_DEPTH_FACTOR * k, 20)
     if s.rescore and qvec is not None:
         fused = fusion.rescore(r, qvec, fused, s, depth)
+    if s.late_interaction > 0 and s.retrieval_mode != "bm25":
+        fused = fusion.late_interaction(r, query, fused, s)
 
     order = sorted(fused, key=lambda i: (-fused[i], i))
     named = report_names.report_mentions(r, query)[0] if s.named_report_boost and not f.reports else []
@@ -359,6 +383,8 @@ def search(
             nfused, ndense, nbm25 = fusion.retrieve(r, query, qvec, nmask, s)
             if s.rescore and qvec is not None:
                 nfused = fusion.rescore(r, qvec, nfused, s, depth)
+            if s.late_interaction > 0 and s.retrieval_mode != "bm25":
+                nfused = fusion.late_interaction(r, query, nfused, s)
             dense = {**dense, **ndense}
             bm25 = {**bm25, **nbm25}
             first = sorted(nfused, key=lambda i: (-nfused[i], i))
@@ -366,6 +392,8 @@ def search(
             fused = {**fused, **{i: top + nfused[i] for i in first}}
             order = first + [i for i in order if i not in nfused]
 
+    if s.report_spread > 0 and not named and not f.reports:
+        order = spread_reports(r, order, fused, s.report_spread, s.report_aggregate)
     hits = _to_hits(index, query, order, fused, dense, bm25, s, k)
     if s.max_hits_per_report > 0:
         per: dict[str, int] = {}
@@ -376,6 +404,45 @@ def search(
                 capped.append(h)
         hits = capped
     return [_with_rank(h, rank) for rank, h in enumerate(hits[:k], start=1)]
+
+
+REPORT_AGGREGATE_DEPTH = 3  # passages of a report whose scores make its aggregate
+
+
+def spread_reports(
+    r: Retriever, order: Sequence[int], fused: dict[int, float], ratio: float, aggregate: float
+) -> list[int]:
+    """Chunk rows reordered so that the strong reports come first, one passage each (settings
+    ``report_spread`` and ``report_aggregate``): a broad question's first hits then span the
+    reports that address it instead of several passages of the best one.
+
+    Scores are taken relative to the candidates' range (the weakest 0, the best 1). A report is
+    strong when its best passage scores at least ``ratio``; the strong reports' best passages lead,
+    ordered by the report's aggregate (best passage + ``aggregate`` x the mean of its next
+    ``REPORT_AGGREGATE_DEPTH - 1`` passages, missing ones 0), then every other row in its order."""
+    if not order:
+        return list(order)
+    top, low = fused[order[0]], min(fused[i] for i in order)
+    span = top - low
+    if span <= 0:
+        return list(order)
+    per: dict[int, list[int]] = {}
+    position: dict[int, int] = {}
+    for pos, i in enumerate(order):
+        per.setdefault(int(r.report[i]), []).append(i)
+        position[i] = pos
+    lead: list[tuple[float, int, int]] = []
+    for rows in per.values():
+        best = (fused[rows[0]] - low) / span
+        if best < ratio:
+            continue
+        rest = [(fused[i] - low) / span for i in rows[1:REPORT_AGGREGATE_DEPTH]]
+        rest += [0.0] * (REPORT_AGGREGATE_DEPTH - 1 - len(rest))
+        score = best + aggregate * (sum(rest) / len(rest) if rest else 0.0)
+        lead.append((-score, position[rows[0]], rows[0]))
+    first = [i for *_, i in sorted(lead)]
+    chosen = set(first)
+    return first + [i for i in order if i not in chosen]
 
 
 def _with_rank(h: Hit, rank: int) -> Hit:

@@ -99,8 +99,10 @@ class Settings:
         "score",
         "How hybrid fuses the two rankings: 'score' (min-max normalised, weighted sum; the only fusion that "
         "beat both BM25 and dense on page nDCG@10 on both eval sets, see eval/reports/tuning.md) or 'rrf' "
-        "(reciprocal rank).",
-        choices=("rrf", "score"),
+        "(reciprocal rank), or score fusion with other normalisations of each retriever's scores: 'zscore' "
+        "(standard scores; a candidate one retriever missed gets its weakest candidate's) or 'dbsf' (mean +- 3 "
+        "standard deviations mapped to 0..1). Issue 11 compared them (eval/reports/tuning.md).",
+        choices=("rrf", "score", "zscore", "dbsf"),
     )
     rrf_k: int = _f(60, "The k constant of reciprocal rank fusion.")
     dense_weight: float = _f(
@@ -115,16 +117,46 @@ class Settings:
     named_report_boost: bool = _f(
         True, "Rank hits from a report named in the query (e.g. 'in the Child G review') first."
     )
+    report_spread: float = _f(
+        0.0,
+        "Spread the first hits over reports, for questions that name no report: every report whose best "
+        "passage scores at least this share of the candidates' score range (the weakest 0, the best 1) puts "
+        "its best passage first, before a second passage of any report. 0 = off (issue 11: "
+        "eval/reports/tuning.md).",
+    )
+    report_aggregate: float = _f(
+        0.0,
+        "With report_spread: the leading passages are ordered by their report's aggregate score, its best "
+        "passage plus this weight times the mean of its next two passages (0 = by the best passage alone).",
+    )
     merge_adjacent: bool = _f(True, "Merge overlapping or adjacent chunks of one report into one hit.")
     query_expansion: bool = _f(
         False,
         "Add the field's abbreviations and their spelled-out forms to the BM25 query (HV and health visitor, "
         "DSL, MASH, ICPC, ...: sscp_rag/vocabulary.py). Off unless evaluation shows it helps (eval/reports/tuning.md).",
     )
+    prf_terms: int = _f(
+        0,
+        "RM3-style pseudo-relevance feedback for BM25: words added to the BM25 query from its first "
+        "prf_docs passages (0 = off; issue 11: eval/reports/tuning.md).",
+    )
+    prf_docs: int = _f(5, "With prf_terms: the first BM25 passages the added words come from.")
+    prf_weight: float = _f(
+        0.3, "With prf_terms: weight of the added words against the question's own (per question word)."
+    )
     rescore: bool = _f(
         False,
         "Re-score fused candidates by their best-matching sentence (bi-encoder). Off unless evaluation shows it helps.",
     )
+    late_interaction: float = _f(
+        0.0,
+        "Weight of a late-interaction (MaxSim) re-score of the top fused candidates: each question word "
+        "piece's best cosine with the passage's word pieces (contextual token vectors of the same model), "
+        "averaged, min-max normalised over the candidates and added to the fused score times this weight. "
+        "0 = off. Passages' token vectors are computed at query time and cached (issue 11: "
+        "eval/reports/tuning.md).",
+    )
+    late_interaction_depth: int = _f(50, "Fused candidates that late_interaction re-scores.")
     dense_index: str = _f(
         "flat",
         "FAISS index of the passage vectors: 'flat' (exact; the eval figures) or 'ivf-sq8' (inverted lists of "
