@@ -151,6 +151,9 @@ def test_many_names_are_checked_against_a_set_and_long_questions_refused(small_i
         ("What did reviews say about neglect?", None),
         # A verb between "what" and the noun: the question asks what was done, not which one.
         ("What did the court decide about contact?", None),
+        ("Was the father convicted, and what sentence did he receive?", "outcome"),
+        ("Did the CPS prosecute the parents?", "outcome"),
+        ("What did the review say about sentence structure?", None),
         ("What does the framework say about supervision?", None),
     ],
 )
@@ -262,3 +265,11 @@ def test_the_app_shows_why_an_answer_was_declined_or_limited(monkeypatch, small_
 def test_the_default_threshold_is_the_one_fitted_with_the_shipped_model():
     # scripts/fit_answerability.py --write chooses both; a refit must update the setting too.
     assert Settings().answerable_threshold == pytest.approx(load_model().info["threshold"])
+
+
+def test_a_criminal_outcome_is_a_charge_a_conviction_or_a_sentence():
+    q = "What sentence did the child's mother receive?"
+    # That proceedings ended does not say how.
+    assert answer_type_unmet(q, ["Criminal proceedings against the mother concluded in March."], [1.0], False)
+    assert answer_type_unmet(q, ["The mother was sentenced to two years in custody."], [1.0], False) == ""
+    assert answer_type_unmet(q, ["The mother pleaded guilty to child cruelty."], [1.0], False) == ""

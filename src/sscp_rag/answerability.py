@@ -169,6 +169,16 @@ _ANSWER_TYPES: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple(
             r"\b(?:neglect|physical\s+abuse|emotional\s+abuse|sexual\s+abuse|multiple)\b",
         ),
         (
+            # What the criminal courts did: "was the father convicted", "what sentence did she
+            # receive", "was anyone charged". "Criminal proceedings concluded in March" does not say.
+            "outcome",
+            r"\bwhat\s+sentences?\b|\b(?:anyone|anybody|either|both)\s+(?:ever\s+)?(?:charged|prosecuted|convicted)\b"
+            r"|\b(?:was|were|is|are|has|have|had)\b[^?.;]*\b(?:convicted|prosecuted|charged|sentenced|jailed|imprisoned|"
+            r"acquitted|cautioned)\b|\bdid\b[^?.;]*\b(?:convict|prosecute|jail|imprison|acquit)\b",
+            r"\b(?:convict\w*|prosecut\w*|charged|charges?|sentenc\w*|jail\w*|prison\w*|imprison\w*|custod\w*|"
+            r"acquit\w*|plead\w*|pled|guilty|cautioned|caution)\b",
+        ),
+        (
             # A name: "which borough", "which charity", "who is the director": a capitalised word
             # or an acronym (not the sentence's first word) that the question does not already give.
             "name",
@@ -191,6 +201,7 @@ _TYPE_WORDS = {
     "date": "a date",
     "number": "a number",
     "grade": "an inspection judgement",
+    "outcome": "what the criminal courts did (a charge, a conviction or a sentence)",
     "category": "a category",
     "name": "a name",
 }
