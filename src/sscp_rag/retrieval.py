@@ -95,6 +95,23 @@ _TYPE_CODE = {t: i for i, t in enumerate(REVIEW_TYPES)}
 _THEME_BIT = {t: np.uint64(1) << np.uint64(i) for i, t in enumerate(THEME_IDS)}
 
 
+def _cached(cache: OrderedDict, keys: Sequence, compute: Callable[[list], Sequence], limit: int) -> list:
+    """The values of ``keys`` from a least-recently-used ``cache`` of at most ``limit`` entries,
+    ``compute`` giving those it lacks (each key once, in one call)."""
+    missing = list(dict.fromkeys(k for k in keys if k not in cache))
+    fresh = dict(zip(missing, compute(missing))) if missing else {}
+    # The result is taken before anything is evicted: with more new keys than the cache holds,
+    # eviction would otherwise drop values this very call still has to return.
+    out = [fresh[k] if k in fresh else cache[k] for k in keys]
+    for k in keys:
+        if k in cache:
+            cache.move_to_end(k)
+    cache.update(fresh)
+    while len(cache) > limit:
+        cache.popitem(last=False)
+    return out
+
+
 class Retriever:
     """Query-time view of a loaded :class:`~sscp_rag.index.Index`: per-chunk columns built once at
     load, so that filters and named-report restrictions are numpy operations rather than loops
@@ -225,37 +242,17 @@ class Retriever:
         cache = self._sentence_vectors
         if not texts:
             return np.zeros((0, self.index.faiss.d), dtype=np.float32)
-        missing = list(dict.fromkeys(t for t in texts if t not in cache))
-        fresh = dict(zip(missing, self.encoder.encode_live(missing))) if missing else {}
-        # The result is taken before anything is evicted: with more new sentences than the cache
-        # holds, eviction would otherwise drop vectors this very call still has to return.
-        out = np.vstack([fresh[t] if t in fresh else cache[t] for t in texts])
-        for t in texts:
-            if t in cache:
-                cache.move_to_end(t)
-        cache.update(fresh)
-        while len(cache) > SENTENCE_CACHE_SIZE:
-            cache.popitem(last=False)
-        return out
+        return np.vstack(_cached(cache, texts, self.encoder.encode_live, SENTENCE_CACHE_SIZE))
 
     def token_vectors(self, rows: Sequence[int]) -> list[np.ndarray]:
         """The word-piece vectors of chunk rows (for late-interaction re-scoring), cached as
         float16, the least recently used dropped past ``TOKEN_CACHE_SIZE`` chunks."""
-        cache = self._token_vectors
-        missing = list(dict.fromkeys(i for i in rows if i not in cache))
-        if missing:
-            texts = [self.index.chunks[i].text for i in missing]
-            fresh = {i: v.astype(np.float16) for i, v in zip(missing, self.encoder.encode_tokens(texts))}
-        else:
-            fresh = {}
-        out = [fresh[i] if i in fresh else cache[i] for i in rows]
-        for i in rows:
-            if i in cache:
-                cache.move_to_end(i)
-        cache.update(fresh)
-        while len(cache) > TOKEN_CACHE_SIZE:
-            cache.popitem(last=False)
-        return out
+
+        def compute(missing: list[int]) -> list[np.ndarray]:
+            vecs = self.encoder.encode_tokens([self.index.chunks[i].text for i in missing])
+            return [v.astype(np.float16) for v in vecs]
+
+        return _cached(self._token_vectors, rows, compute, TOKEN_CACHE_SIZE)
 
     def aliases(self) -> report_names.NameIndex:
         """Per report, the patterns of the names a question calls it by (built on first use)."""
