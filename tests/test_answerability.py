@@ -13,7 +13,7 @@ import pytest
 from conftest import DEMO_CORPUS
 
 from sscp_rag.answer import answer, unknown_pseudonyms, verify_quote
-from sscp_rag.answerability import FEATURES, answer_type_unmet, answer_types, load_model
+from sscp_rag.answerability import FEATURES, answer_type_unmet, answer_types, load_model, question_terms
 from sscp_rag.errors import QueryError
 from sscp_rag.evaluation import QuestionResult, reliability
 from sscp_rag.index import load_index
@@ -273,3 +273,9 @@ def test_a_criminal_outcome_is_a_charge_a_conviction_or_a_sentence():
     assert answer_type_unmet(q, ["Criminal proceedings against the mother concluded in March."], [1.0], False)
     assert answer_type_unmet(q, ["The mother was sentenced to two years in custody."], [1.0], False) == ""
     assert answer_type_unmet(q, ["The mother pleaded guilty to child cruelty."], [1.0], False) == ""
+
+
+def test_how_big_asks_for_a_size_not_for_the_word_big(small_index):
+    words = [t.text for t in question_terms(small_index, "How big was the caseload of Infant 4's HV?")]
+    assert "big" not in words and "caseload" in words
+    assert answer_types("How big was the caseload of Infant 4's HV?") == ["number"]

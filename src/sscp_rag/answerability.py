@@ -152,7 +152,8 @@ _ANSWER_TYPES: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple(
         (
             "number",
             r"\bhow\s+many\b|\bwhat\s+(?:number|amount|figure)\b"
-            r"|\bwhat\s+(?:was|is|were|are)\s+(?:the|their|its)\s+(?:average|mean|median)\b",
+            r"|\bwhat\s+(?:was|is|were|are)\s+(?:the|their|its)\s+(?:average|mean|median)\b"
+            r"|\bhow\s+(?:big|large|high|small|low)\b",
             rf"\b{_NUM}\b",
         ),
         # The field's own closed answer sets: an inspection's judgement is one of four grades, and
@@ -206,6 +207,10 @@ _TYPE_WORDS = {
     "name": "a name",
 }
 _TOKEN = re.compile(r"\w\w+")
+_HOW_MAGNITUDE = re.compile(
+    r"\bhow\s+(big|large|high|low|small|soon|far|severe|serious|bad|quick|quickly|fast|slow|slowly|late|early)\b",
+    re.IGNORECASE,
+)
 SAMPLE_SIZE = 1024
 SENTENCES = 5  # the best sentences whose own coverage of the question counts
 SUPPORT_PASSAGES = 5
@@ -409,6 +414,8 @@ def question_terms(index: Index | Retriever, question: str, skip: Sequence[tuple
     skip = [*skip, *(m.span(2) for m in _YEARISH.finditer(question) if m.group(2))]
     # "how many", "what percentage": the kind of answer asked for, checked on its own.
     skip = [*skip, *(m.span() for _, pat, _ in _ANSWER_TYPES[:-1] for m in pat.finditer(question))]
+    # "How big was the caseload": the answer gives a size ("over 600"), not the word "big".
+    skip = [*skip, *(m.span(1) for m in _HOW_MAGNITUDE.finditer(question))]
     terms: list[Term] = []
     for m in _TOKEN.finditer(question):
         a, b = m.span()
