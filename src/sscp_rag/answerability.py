@@ -809,6 +809,15 @@ def decide(ev: Evidence, question: str, threshold: float, model: Model | None = 
             "and none of the passages found gives one for what it asks."
         )
         return Decision("declined", 0.0, threshold, reason, features=feats, basis="type", **common)
+    content = [c for t, c in zip(terms, covered) if not t.named]
+    if content and not any(content):
+        # Not one of the words the question asks about is in the passages found (the named report's
+        # passages, when it names one): whatever they say, they say it about something else.
+        reason = (
+            "The indexed reviews do not appear to answer this question: the passages found do not mention "
+            f"{_quoted(uncovered)}."
+        )
+        return Decision("declined", 0.0, threshold, reason, features=feats, basis="passages", **common)
     p = model.probability(ev.values)
     if p < threshold:
         if uncovered:
