@@ -526,7 +526,6 @@ def evidence(
 
     # The best sentences themselves: an answer is usually one sentence that holds the question's
     # rare words (or near-synonyms), where a passage on the same topic holds them only in part.
-    order = [int(i) for i in np.argsort(-sims)[:SENTENCES]] if len(sims) else []
     content = [t for t in terms if not t.named]
     sent_cover = _coverage(
         r.encoder, stats, content, sentences, [frozenset(stems(x)) for x in sentences], [()] * len(sentences)
@@ -534,19 +533,15 @@ def evidence(
     sent_share = [_share(content, row) for row in sent_cover]
     uncovered_sentence = 1.0 - max(sent_share, default=0.0) if content else 0.0
     # The answer type is looked for in the most similar sentences and in those that hold most of
-    # the question's words.
-    covering = [i for i in np.argsort([-x for x in sent_share])[:SENTENCES] if sent_share[i] >= 0.5]
-    look = list(dict.fromkeys([*order, *(int(i) for i in covering)]))
+    # the question's words; for a question with names, only in passages of reports that mention
+    # them: Child B's eleven missing episodes do not say how often YP4 went missing.
+    eligible = range(len(sentences))
     if named and meeting and len(sources) == len(sentences):
-        # A figure or a name for YP4 must come from a report about YP4: Child B's eleven missing
-        # episodes do not say how often YP4 went missing.
         allowed = set(meeting)
-        order_all = [int(i) for i in np.argsort(-sims)] if len(sims) else []
-        ranked = [i for i in order_all if sources[i] in allowed][:SENTENCES]
-        covering = [
-            int(i) for i in np.argsort([-x for x in sent_share]) if sources[i] in allowed and sent_share[i] >= 0.5
-        ][:SENTENCES]
-        look = list(dict.fromkeys([*ranked, *covering]))
+        eligible = [i for i in eligible if sources[i] in allowed]
+    by_similarity = sorted(eligible, key=lambda i: -sims[i])[:SENTENCES]
+    by_cover = [i for i in sorted(eligible, key=lambda i: -sent_share[i])[:SENTENCES] if sent_share[i] >= 0.5]
+    look = list(dict.fromkeys([*by_similarity, *by_cover]))
     unmet_type = answer_type_unmet(
         question,
         [sentences[i] for i in look],
