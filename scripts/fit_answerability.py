@@ -39,6 +39,8 @@ SETS = {
     "real": (ROOT / "eval" / "real.jsonl", ROOT.parent / "shared" / "corpus-real", "real"),
     "fresh-demo": (ROOT / "eval" / "fresh-demo.jsonl", ROOT / "corpus" / "demo", "demo"),
     "fresh-real": (ROOT / "eval" / "fresh-real.jsonl", ROOT.parent / "shared" / "corpus-real", "real"),
+    "blind-demo": (ROOT / "eval" / "blind-demo.jsonl", ROOT / "corpus" / "demo", "demo"),
+    "blind-real": (ROOT / "eval" / "blind-real.jsonl", ROOT.parent / "shared" / "corpus-real", "real"),
 }
 RULES = ("name", "type", "similarity", "passages")
 
@@ -114,7 +116,7 @@ def choose_threshold(p: np.ndarray, answerable: np.ndarray, max_far: float) -> f
 
 
 def pooled_cv(rows: list[dict], c: float, max_far: float, repeats: int = 5) -> dict[str, dict[str, float]]:
-    """A second, less noisy view: both sets pooled, 5-fold cross-validation stratified by set and
+    """A second, less noisy view: the sets pooled, 5-fold cross-validation stratified by set and
     label, repeated ``repeats`` times; each fold's model and threshold are fitted on the other
     folds. Per set: (abstention recall, false-abstention rate) over all held-out predictions."""
     from sklearn.model_selection import StratifiedKFold
@@ -136,7 +138,7 @@ def pooled_cv(rows: list[dict], c: float, max_far: float, repeats: int = 5) -> d
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sets", default=",".join(SETS), help="comma-separated sets [default: all four]")
+    ap.add_argument("--sets", default=",".join(SETS), help="comma-separated sets [default: all six]")
     ap.add_argument("--index-root", type=Path, default=ROOT / "index" / "eval-baseline")
     ap.add_argument("--max-far", type=float, default=0.03, help="false-abstention budget on the training sets")
     ap.add_argument("--c", type=float, default=1.0, help="inverse regularisation strength")

@@ -1,12 +1,12 @@
 """Write eval/reports/baseline.json and baseline.md from a full run of every configuration on the
-eval sets (eval/demo.jsonl and eval/fresh-demo.jsonl over corpus/demo, eval/real.jsonl and
-eval/fresh-real.jsonl over ../shared/corpus-real).
+eval sets (eval/demo.jsonl, eval/fresh-demo.jsonl and eval/blind-demo.jsonl over corpus/demo;
+eval/real.jsonl, eval/fresh-real.jsonl and eval/blind-real.jsonl over ../shared/corpus-real).
 
 The run uses the built-in default settings (SSCP_RAG_* environment variables are ignored), so the
 "hybrid" entry is what tests/test_eval_guard.py compares against. Indexes are built (or reused) in
 --work (default: index/eval-baseline/<corpus>; chunk-size variants under <corpus>/eval-variants/).
 
-    python scripts/make_baseline.py                     # both sets, all configurations
+    python scripts/make_baseline.py                     # all six sets, all configurations
     python scripts/make_baseline.py --sets demo --configs bm25,dense,hybrid --no-reports
 """
 
@@ -26,6 +26,8 @@ SETS = {
     "real": (ROOT / "eval" / "real.jsonl", ROOT.parent / "shared" / "corpus-real", "real"),
     "fresh-demo": (ROOT / "eval" / "fresh-demo.jsonl", ROOT / "corpus" / "demo", "demo"),
     "fresh-real": (ROOT / "eval" / "fresh-real.jsonl", ROOT.parent / "shared" / "corpus-real", "real"),
+    "blind-demo": (ROOT / "eval" / "blind-demo.jsonl", ROOT / "corpus" / "demo", "demo"),
+    "blind-real": (ROOT / "eval" / "blind-real.jsonl", ROOT.parent / "shared" / "corpus-real", "real"),
 }
 
 

@@ -13,11 +13,21 @@ import pytest
 from conftest import DEMO_CORPUS
 
 from sscp_rag.answer import answer, unknown_pseudonyms, verify_quote
-from sscp_rag.answerability import FEATURES, answer_type_unmet, answer_types, load_model, question_terms
+from sscp_rag.answerability import (
+    FEATURES,
+    _type_shares,
+    answer_type_unmet,
+    answer_types,
+    corpus_stats,
+    load_model,
+    question_terms,
+    typed_clause,
+)
 from sscp_rag.errors import QueryError
 from sscp_rag.evaluation import QuestionResult, reliability
 from sscp_rag.index import load_index
 from sscp_rag.ingest import build_index
+from sscp_rag.retrieval import retriever_for
 from sscp_rag.settings import Settings
 
 FILES = ("scr-child-d.pdf", "scr-baby-ll.pdf", "7mb-safer-sleep.pdf", "thematic-sudi.pdf")
@@ -155,6 +165,12 @@ def test_many_names_are_checked_against_a_set_and_long_questions_refused(small_i
         ("Did the CPS prosecute the parents?", "outcome"),
         ("What did the review say about sentence structure?", None),
         ("What does the framework say about supervision?", None),
+        # "When can / should ..." asks for the circumstances, not a date.
+        ("When can practitioners share information without consent?", None),
+        ("When should a school refer a child to children's social care?", None),
+        # A typed phrase after "about" names the topic of a broad question.
+        ("What have inspections found about how long children wait for assessments?", None),
+        ("How long do children wait for assessments?", "duration"),
     ],
 )
 def test_answer_types(question, kind):
@@ -184,6 +200,61 @@ def test_a_count_must_count_the_thing_asked_about():
         return np.array([[1.0 if (x, y) == ("practitioners", "professionals") else 0.0 for y in b] for x in a])
 
     assert answer_type_unmet(q, ["Forty professionals attended."], [1.0], False, similar=similar) == ""
+
+
+def test_how_many_hours_wants_a_number_of_hours():
+    q = "How many hours of safeguarding training a year must a DSL complete?"
+    # A length of time in other units, or with no number, is not a number of hours.
+    assert answer_type_unmet(q, ["This training should be updated at least every two years."], [1.0], False)
+    assert answer_type_unmet(q, ["DSL training takes many hours over the year."], [1.0], False) == "duration"
+    assert answer_type_unmet(q, ["A DSL should complete 12 hours of training a year."], [1.0], False) == ""
+    q = "How many more weeks did the assessment take?"
+    assert answer_type_unmet(q, ["The assessment took six more weeks than planned."], [1.0], False) == ""
+
+
+def test_how_often_is_answered_by_a_share_or_in_words():
+    q = "In the 2019 audit, how often had the Graded Care Profile been used?"
+    assert (
+        answer_type_unmet(q, ["The Graded Care Profile had been used in only 6 of the 30 cases."], [1.0], False) == ""
+    )
+    assert answer_type_unmet(q, ["The Graded Care Profile was rarely used."], [1.0], False) == ""
+    assert answer_type_unmet(q, ["The Graded Care Profile is a neglect tool."], [1.0], False) == "frequency"
+
+
+def test_the_typed_clause_is_the_one_that_asks():
+    q = "West Sussex said support runs to 25 - how many young people were leaders contacting?"
+    a, b = typed_clause(q)
+    assert q[a:b] == "how many young people were leaders contacting?"
+    q = "What did Ofsted say about care leavers, and how many sit on the council?"
+    assert q[slice(*typed_clause(q))] == "how many sit on the council?"
+    assert typed_clause("What did reviews say about neglect?") == (0, 35)
+
+
+@pytest.mark.slow
+def test_a_two_part_question_keeps_its_names_and_answers_the_part_it_can(small_index):
+    # The review dates the guilty plea but gives no length for the sentence ("a term of
+    # imprisonment"); the second part, about "he", is still about Baby LL's father.
+    a = answer(small_index, "When did Baby LL's father plead guilty, and how many years was he jailed for?")
+    assert not a.abstained and a.decision.status == "partial", a.decision
+    assert "‘how many years was he jailed for’" in a.decision.reason
+    assert "When did Baby LL's father plead guilty" in a.decision.reason
+    assert any("pleaded guilty" in q.text for q in a.quotes)
+    assert {s.file for s in a.sources} == {"scr-baby-ll.pdf"}
+
+
+@pytest.mark.slow
+def test_a_sentence_that_opens_with_a_pronoun_is_read_with_the_ones_before(small_index):
+    r = retriever_for(small_index)
+    q = "What sentence did the stepfather receive for the assault?"
+    content = [t for t in question_terms(r, q) if not t.named]
+    before = ["The stepfather admitted the assault."]
+
+    def share(sentence: str) -> float:
+        return _type_shares(r.encoder, corpus_stats(r), q, content, [sentence], before)[0]
+
+    # "He" is the stepfather of the sentence before; "At trial" starts a sentence about itself.
+    assert share("He was sentenced to six years.") >= 0.5
+    assert share("At trial the man was sentenced to six years.") < 0.3
 
 
 def test_a_figure_for_another_year_does_not_answer():

@@ -198,6 +198,16 @@ def _candidates(r: Retriever, hits: Sequence[Hit]) -> list[tuple[Hit, int, int, 
     return cands
 
 
+def _sentence_before(r: Retriever, h: Hit, start: int) -> str:
+    """The two sentences before the one at document offset ``start`` in the hit's report: what
+    its pronouns refer to ("her step-grandfather, Mr H, ... Mr H pleaded guilty ... He was
+    sentenced to ...")."""
+    text = r.index.docs[h.doc_id].text.text
+    window = text[max(0, start - 600) : start]
+    spans = sentence_spans(window)[-2:]
+    return " ".join(window[a:b].strip() for a, b in spans)
+
+
 def _cited_passage(r: Retriever, h: Hit, p0: int, p1: int) -> str:
     """The part of the hit's text that lies on pages p0..p1 (what the source [n] shows)."""
     starts = r.index.docs[h.doc_id].text.page_starts
@@ -246,9 +256,11 @@ def assess(
     filters: Filters | None,
     s: Settings,
     sources: Sequence[int] = (),
+    before: Sequence[str] = (),
 ) -> Decision:
     """The answerability decision for a standalone question (see :mod:`sscp_rag.answerability`).
-    ``sources``: for each sentence, the index in ``hits`` of its passage.
+    ``sources``: for each sentence, the index in ``hits`` of its passage; ``before``: the two
+    sentences before each in its report.
 
     With ``answerability = "similarity"`` only the best sentence's similarity decides (the
     earlier rule, kept for comparison). In either mode a best sentence below
@@ -264,7 +276,7 @@ def assess(
             return _declined(floor, best, s.abstain_threshold, "similarity")
         return Decision("answered", 1.0, s.abstain_threshold, "", best_similarity=best, basis="similarity")
     _, spans = report_mentions(r, question)
-    ev = evidence(r, question, hits, qvec, sentences, sims, rankings(r, question, filters, s), spans, sources)
+    ev = evidence(r, question, hits, qvec, sentences, sims, rankings(r, question, filters, s), spans, sources, before)
     decision = decide(ev, question, s.answerable_threshold)
     if best < s.abstain_threshold and not decision.declined:
         return replace(decision, status="declined", reason=floor, basis="similarity")
@@ -284,7 +296,12 @@ def _answer_covered_part(
     pieces = [p.strip(" ?.") for p in _PARTS.split(standalone) if p.strip(" ?.")]
     if len(pieces) < 2 or len(pieces) > 3 or any(not query_terms(p) for p in pieces):
         return None
-    if not re.match(r"(?:what|which|who|how|when|where|why|did|does|do|is|are|was|were|has|have)\b", pieces[0], re.I):
+    # The first part may set the scene before it asks ("Kent commissioned a review - what came of it").
+    if not re.search(
+        r"(?:^|\s[-\u2013\u2014]\s|:\s)(?:what|which|who|how|when|where|why|did|does|do|is|are|was|were|has|have)\b",
+        pieces[0],
+        re.I,
+    ):
         return None
     lead = re.match(r"^(.*?\b(?:about|on|of|regarding|for)\b)\s", pieces[0], re.IGNORECASE)
     parts = [pieces[0]] + [
@@ -293,22 +310,44 @@ def _answer_covered_part(
         else f"{lead.group(1)} {p}"
         for p in pieces[1:]
     ]
+    # "When did Baby LL's father plead guilty, and how many years was he jailed for?": the second
+    # part is still about Baby LL's father, so it keeps the names the first part gives.
+    names = _names(pieces[0])
+    parts = [parts[0]] + [p if _names(p) or not names else f"{p} in {' and '.join(names)}" for p in parts[1:]]
     results = [_answer(r, p, filters, (), s, split_parts=False) for p in parts]
     covered = [(p, a) for p, a in zip(pieces, results) if not a.abstained]
     gaps = [(p, a) for p, a in zip(pieces, results) if a.abstained]
     if not covered or not gaps:
         return None
     best_part, best = max(covered, key=lambda pa: pa[1].decision.probability)
-    missing = tuple(w for _, a in gaps for w in (a.decision.uncovered or a.decision.missing)) or tuple(
-        p for p, _ in gaps
-    )
-    gap_text = " or ".join(f"\u2018{w}\u2019" for w in dict.fromkeys(missing))
+    # A part declined for want of a figure, date or name is not answered, though its words may all
+    # be there: say which part, not which words.
+    unanswered = tuple(p for p, a in gaps if a.decision.basis == "type")
+    missing = tuple(
+        w for _, a in gaps if a.decision.basis != "type" for w in (a.decision.uncovered or a.decision.missing)
+    ) or (() if unanswered else tuple(p for p, _ in gaps))
+    says = []
+    if missing:
+        says.append("do not mention " + " or ".join(f"\u2018{w}\u2019" for w in dict.fromkeys(missing)))
+    if unanswered:
+        says.append("do not say " + " or ".join(f"\u2018{p}\u2019" for p in unanswered))
     reason = (
-        f"The reviews answer part of this question (\u2018{best_part}\u2019), but the passages found do not "
-        f"mention {gap_text}."
+        f"The reviews answer part of this question (\u2018{best_part}\u2019), but the passages found "
+        f"{', and '.join(says)}."
     )
+    missing = missing + unanswered
     decision = replace(best.decision, status="partial", reason=reason, uncovered=tuple(dict.fromkeys(missing)))
     return replace(best, question=question, standalone_query=standalone, decision=decision)
+
+
+def _names(text: str) -> list[str]:
+    """The pseudonyms, places and other names a question (part) gives: pseudonyms ("Baby LL"),
+    then capitalised words and acronyms that do not start it."""
+    found = [" ".join(m.group(0).split()) for m in PSEUDONYM.finditer(text)]
+    for m in re.finditer(r"(?<=\s)(?:[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*|[A-Z]{2,})\b", text):
+        if not any(m.group(0) in f for f in found) and not re.search(r"[.?!:]\s*$", text[: m.start()]):
+            found.append(m.group(0))
+    return list(dict.fromkeys(found))
 
 
 def answer(
@@ -377,9 +416,12 @@ def _answer(
     best = float(rel.max())
     position = {id(h): i for i, h in enumerate(hits)}
     sources = [position[id(c[0])] for c in cands]
-    decision = assess(r, standalone, hits, qvec, [c[3] for c in cands], rel, filters, s, sources)
+    before = [_sentence_before(r, c[0], c[1]) for c in cands]
+    decision = assess(r, standalone, hits, qvec, [c[3] for c in cands], rel, filters, s, sources, before)
     if decision.declined:
-        if decision.basis == "model" and split_parts:
+        # A name no report mentions declines every part of the question; any other basis may
+        # concern one part only.
+        if decision.basis != "name" and split_parts:
             part = _answer_covered_part(r, question, standalone, filters, s)
             if part is not None:
                 return part

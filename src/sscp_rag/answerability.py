@@ -135,7 +135,10 @@ _ANSWER_TYPES: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple(
         (
             "frequency",
             r"\bhow\s+often\b|\bhow\s+frequently\b",
-            rf"\bevery\b|\beach\b|\bper\b|\b(?:daily|weekly|fortnightly|monthly|annually|yearly|once|twice)\b|\b{_NUM}\s+times\b",
+            # "Used in only 6 of the 30 cases", "in 40% of cases", "rarely": how often, as a share or in words.
+            rf"\bevery\b|\beach\b|\bper\b|\b(?:daily|weekly|fortnightly|monthly|annually|yearly|once|twice)\b|\b{_NUM}\s+times\b"
+            rf"|%|\bper\s*cent\b|\b{_NUM}\s+(?:of|out\s+of|in)\s+(?:the\s+|them\b|those\b|{_NUM}\b)"
+            r"|\b(?:never|rarely|seldom|occasionally|sometimes|regularly|routinely|repeatedly|frequently|often)\b",
         ),
         (
             "age",
@@ -146,7 +149,8 @@ _ANSWER_TYPES: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple(
         ),
         (
             "date",
-            r"^\s*when\b|\bwhat\s+(?:date|year|month)\b|\bwhich\s+(?:date|year|month)\b|\bsince\s+when\b",
+            # "When did / was ..." asks for a date; "when can / should / must ..." for the circumstances.
+            r"^\s*when\b(?!\s+(?:can|could|should|must|may|might|would|do|does|is\s+it|are)\b)|\bwhat\s+(?:date|year|month)\b|\bwhich\s+(?:date|year|month)\b|\bsince\s+when\b",
             r"\b(?:19|20)\d\d\b|\b(?:" + "|".join(_MONTHS) + r")\b|\b\d{1,2}/\d{1,2}\b",
         ),
         (
@@ -487,10 +491,13 @@ def evidence(
     rankings: tuple[dict[int, float], dict[int, float]],
     skip: Sequence[tuple[int, int]] = (),
     sources: Sequence[int] = (),
+    before: Sequence[str] = (),
 ) -> Evidence:
     """The features of :data:`FEATURES` for ``question`` given its ``hits``, the candidate answer
     sentences and their similarities ``sims``, and the dense and BM25 rankings. ``sources``: for
-    each sentence, the index in ``hits`` of the passage it comes from.
+    each sentence, the index in ``hits`` of the passage it comes from; ``before``: for each
+    sentence, the sentences before it in its report ("" for none), which the answer-type check
+    reads with it ("Mr H pleaded guilty. He was sentenced to eleven years.").
 
     The question's named words (names, acronyms, years) are its constraints: the content words
     count as covered only in the passages of reports that mention every named word, since
@@ -539,13 +546,14 @@ def evidence(
     if named and meeting and len(sources) == len(sentences):
         allowed = set(meeting)
         eligible = [i for i in eligible if sources[i] in allowed]
+    type_share = _type_shares(r.encoder, stats, question, content, sentences, before) if content else sent_share
     by_similarity = sorted(eligible, key=lambda i: -sims[i])[:SENTENCES]
-    by_cover = [i for i in sorted(eligible, key=lambda i: -sent_share[i])[:SENTENCES] if sent_share[i] >= 0.5]
+    by_cover = [i for i in sorted(eligible, key=lambda i: -type_share[i])[:SENTENCES] if type_share[i] >= 0.5]
     look = list(dict.fromkeys([*by_similarity, *by_cover]))
     unmet_type = answer_type_unmet(
         question,
         [sentences[i] for i in look],
-        [sent_share[i] for i in look],
+        [type_share[i] for i in look],
         not content,
         stats.common_lower,
         lambda a, b: stats.word_vectors(r.encoder, a) @ stats.word_vectors(r.encoder, b).T,
@@ -572,9 +580,65 @@ def evidence(
     return Evidence(tuple(terms), covered_any, values, unmet_type)
 
 
+# "What have inspections found about how long children wait?" asks what they found: a typed
+# phrase after "about", "on", "regarding" or "into" names the topic, not the kind of answer.
+_EMBEDDED = re.compile(r"\b(?:about|on|regarding|into|of)\s*$", re.IGNORECASE)
+
+
+def _typed_matches(question: str, pattern: re.Pattern[str]) -> list[re.Match[str]]:
+    return [m for m in pattern.finditer(question) if not _EMBEDDED.search(question[: m.start()])]
+
+
+# A sentence that opens with a pronoun continues the one before ("He was sentenced to ..."); any
+# other sentence says what it is about itself, and reading its neighbours into it would let "they
+# had been waiting 22 weeks" (for CAMHS) answer how long a child waited for another service.
+_FOLLOWS_ON = re.compile(r"(?:He|She|They|It|His|Her|Their|Its|This|These|Those)\b")
+
+
+def _type_shares(
+    encoder: Encoder,
+    stats: CorpusStats,
+    question: str,
+    content: Sequence[Term],
+    sentences: Sequence[str],
+    before: Sequence[str],
+) -> list[float]:
+    """Per sentence, the share of the typed clause's words (see :func:`typed_clause`) that the
+    sentence holds together with the sentence before it: a figure answers what its sentence, or
+    the one it follows on from ("He was sentenced to ..."), is about."""
+    if not answer_types(question):
+        return [0.0] * len(sentences)
+    a, b = typed_clause(question)
+    clause = [t for t in content if a <= t.start < b] or list(content)
+    texts = [
+        f"{before[i]} {x}" if i < len(before) and before[i] and _FOLLOWS_ON.match(x) else x
+        for i, x in enumerate(sentences)
+    ]
+    rows = _coverage(encoder, stats, clause, texts, [frozenset(stems(x)) for x in texts], [()] * len(texts))
+    return [_share(clause, row) for row in rows]
+
+
 def answer_types(question: str) -> list[str]:
     """The kinds of answer a question asks for ("duration", "money", "name", ...), most specific first."""
-    return [name for name, q, _ in _ANSWER_TYPES if q.search(question)]
+    return [name for name, q, _ in _ANSWER_TYPES if _typed_matches(question, q)]
+
+
+# Where a clause of a question ends: a statement before " - " or ": " ("West Sussex said ... -
+# how many ...") sets the scene; the typed clause says what the answer must be about.
+_CLAUSE_END = re.compile(r"[.;:!?]\s|\s[-\u2013\u2014]\s|,\s+(?:and|but)\s")
+
+
+def typed_clause(question: str) -> tuple[int, int]:
+    """(start, end) of the clause that holds the question's answer-type phrase ("how many ...",
+    "when did ..."); the whole question when it asks for no type."""
+    types = answer_types(question)
+    if not types:
+        return 0, len(question)
+    pat = next(q for name, q, _ in _ANSWER_TYPES if name == types[0])
+    at = _typed_matches(question, pat)[0].start()
+    start = max((m.end() for m in _CLAUSE_END.finditer(question) if m.end() <= at), default=0)
+    end = min((m.start() for m in _CLAUSE_END.finditer(question) if m.start() >= at), default=len(question))
+    return start, end
 
 
 # Words that end the noun phrase a "how many" asks about: "how many practitioners came ...",
@@ -588,6 +652,11 @@ _INITIALS_SKIP = frozenset("of and for the to in on at a an".split())
 # Words after a number within which the thing counted must come ("4,260 Operation Encompass
 # notifications").
 FOCUS_WINDOW = 4
+
+
+_UNIT_COUNT = re.compile(
+    r"\bhow\s+many\s+(?:more\s+|working\s+|calendar\s+)?(minutes|hours|days|weeks|months|years|terms)\b", re.I
+)
 
 
 def _years(text: str) -> set[str]:
@@ -657,6 +726,13 @@ def answer_type_unmet(
     given = set(re.findall(r"\w+", question.lower()))
     q_years = _years(question)
     focus = _count_focus(question) if name == "number" else []
+    # "How many hours ..." asks for a number of hours: "every two years" or "for many months" give
+    # a length of time, but not the one counted.
+    unit = _UNIT_COUNT.search(question) if name == "duration" else None
+    if unit:
+        pat = re.compile(
+            rf"\b{_NUM}(?:\s+|\s*-\s*)(?:more\s+|working\s+|calendar\s+)?{unit.group(1)[:-1]}s?\b", re.IGNORECASE
+        )
     initials = _initials(question) if name == "name" else ""
     for text, share in zip(sentences, shares):
         if share < 0.3 and not no_content:
