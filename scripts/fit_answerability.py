@@ -104,12 +104,16 @@ def rates(p: np.ndarray, answerable: np.ndarray, t: float) -> tuple[float, float
     return recall, far
 
 
-def choose_threshold(p: np.ndarray, answerable: np.ndarray, max_far: float) -> float:
-    """The threshold with the highest recall whose false-abstention rate stays within max_far
-    (on the training questions); ties go to the lower threshold (fewer declines)."""
-    best_t, best_r = 0.0, -1.0
+def choose_threshold(rows: list[dict], p: np.ndarray, max_far: float) -> float:
+    """The threshold with the highest recall whose false-abstention rate stays within max_far on
+    the training questions that no rule declined (the rules decline what they decline whatever
+    the threshold, so their mistakes must not use up the model's budget); ties go to the lower
+    threshold (fewer declines). With no threshold within budget, the lowest one."""
+    free = np.array([r["rule"] is None for r in rows])
+    answerable = np.array([r["answerable"] for r in rows])
+    best_t, best_r = 0.02, -1.0
     for t in np.round(np.arange(0.02, 0.99, 0.01), 2):
-        r, far = rates(p, answerable, t)
+        r, far = rates(p[free], answerable[free], t)
         if far <= max_far and r > best_r:
             best_t, best_r = float(t), r
     return best_t
@@ -127,7 +131,7 @@ def pooled_cv(rows: list[dict], c: float, max_far: float, repeats: int = 5) -> d
         for fit_idx, test_idx in StratifiedKFold(5, shuffle=True, random_state=seed).split(rows, strata):
             train = [rows[i] for i in fit_idx]
             model = fit(train, c)
-            t = choose_threshold(probabilities(model, train), np.array([r["answerable"] for r in train]), max_far)
+            t = choose_threshold(train, probabilities(model, train), max_far)
             test = [rows[i] for i in test_idx]
             for r, p in zip(test, probabilities(model, test)):
                 n = counts.setdefault(r["set"], [0, 0, 0, 0])
@@ -162,7 +166,7 @@ def main() -> int:
         test_rows = [r for r in rows if r["set"] == test]
         model = fit(train_rows, args.c)
         ptr = probabilities(model, train_rows)
-        t = choose_threshold(ptr, np.array([r["answerable"] for r in train_rows]), args.max_far)
+        t = choose_threshold(train_rows, ptr, args.max_far)
         p = probabilities(model, test_rows)
         ans = np.array([r["answerable"] for r in test_rows])
         recall, far = rates(p, ans, t)
@@ -197,7 +201,7 @@ def main() -> int:
 
     final = fit(rows, args.c)
     pall = probabilities(final, rows)
-    t_all = choose_threshold(pall, np.array([r["answerable"] for r in rows]), args.max_far)
+    t_all = choose_threshold(rows, pall, args.max_far)
     scaler, lr = final.named_steps["standardscaler"], final.named_steps["logisticregression"]
     coef = dict(zip(FEATURES, lr.coef_[0].round(4).tolist()))
     print(f"\nshipped model: threshold {t_all:.2f} (fitted on all sets), coefficients (standardised): {coef}")

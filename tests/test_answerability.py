@@ -171,6 +171,8 @@ def test_many_names_are_checked_against_a_set_and_long_questions_refused(small_i
         # A typed phrase after "about" names the topic of a broad question.
         ("What have inspections found about how long children wait for assessments?", None),
         ("How long do children wait for assessments?", "duration"),
+        ("What did the police find, and when were the three searches?", "date"),
+        ("What did the police find when they searched him?", None),
     ],
 )
 def test_answer_types(question, kind):

@@ -150,7 +150,9 @@ _ANSWER_TYPES: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple(
         (
             "date",
             # "When did / was ..." asks for a date; "when can / should / must ..." for the circumstances.
-            r"^\s*when\b(?!\s+(?:can|could|should|must|may|might|would|do|does|is\s+it|are)\b)|\bwhat\s+(?:date|year|month)\b|\bwhich\s+(?:date|year|month)\b|\bsince\s+when\b",
+            # A later part asks for a date too: "What did the police find, and when were the searches?"
+            r"(?:^\s*|[;?]\s*|\band\s+)when\b(?!\s+(?:can|could|should|must|may|might|would|do|does|is\s+it|are)\b)"
+            r"|\bwhat\s+(?:date|year|month)\b|\bwhich\s+(?:date|year|month)\b|\bsince\s+when\b",
             r"\b(?:19|20)\d\d\b|\b(?:" + "|".join(_MONTHS) + r")\b|\b\d{1,2}/\d{1,2}\b",
         ),
         (

@@ -187,10 +187,11 @@ class Settings:
         choices=("model", "similarity"),
     )
     answerable_threshold: float = _f(
-        0.21,
+        0.25,
         "Least probability (from the answerability model) that the reviews answer a question for an answer "
         "to be given; below it the answer declines and says why. Chosen as the model is: on the eval sets, the "
-        "highest abstention recall within 3% false abstentions; held-out figures in eval/reports/answerability.md.",
+        "highest abstention recall within 3% false abstentions among the questions no rule declined; held-out "
+        "figures in eval/reports/answerability.md.",
     )
     max_question_chars: int = _f(
         4000, "Longest question or search query accepted, in characters (the longest CISI query is 2,034)."
