@@ -259,6 +259,40 @@ def test_a_sentence_that_opens_with_a_pronoun_is_read_with_the_ones_before(small
     assert share("At trial the man was sentenced to six years.") < 0.3
 
 
+def test_a_year_a_date_or_a_label_is_not_a_count():
+    q = "How many children in the county were on child protection plans?"
+    for sentence in (
+        "A conference on 6 December 2016 made the children subject to child protection plans.",
+        "In 2019 the children in the county on child protection plans were reviewed.",
+        "Recommendation 7: children on child protection plans should be seen alone.",
+        "The children were on child protection plans in Year 10.",
+    ):
+        assert answer_type_unmet(q, [sentence], [1.0], False) == "number", sentence
+    assert answer_type_unmet(q, ["In March, 612 children were on child protection plans."], [1.0], False) == ""
+
+
+def test_an_average_counts_what_it_averages():
+    q = "What was the average caseload per social worker in Kent?"
+    assert answer_type_unmet(q, ["In April 2022, £1.4 million was given to social work posts."], [1.0], False)
+    assert answer_type_unmet(q, ["Caseloads averaged 27 children per social worker."], [1.0], False) == ""
+    q = "What EPDS score did the mother have when the health visitor checked her mood?"
+    assert answer_types(q) == ["number"]
+    assert answer_type_unmet(q, ["The health visitor checked her mood but did not complete an EPDS."], [1.0], False)
+    assert answer_type_unmet(q, ["Her EPDS score was 14 when the health visitor checked."], [1.0], False) == ""
+    assert answer_types("How much did Child D weigh, in kilograms?") == ["number"]
+    assert answer_types("How much is the yearly clothing allowance for care leavers?") == ["money"]
+
+
+def test_quoted_speech_is_not_a_name_and_a_person_is_not_an_acronym():
+    q = "Which London borough did he go to stay in?"
+    said = 'Mother arranged for him to stay with Aunt in London "to get him away from it".'
+    assert answer_type_unmet(q, [said], [1.0], False, frozenset({"mother", "aunt"})) == "name"
+    q = "Who is the interim director who took over in Liverpool?"
+    role = "A new interim chief executive officer (CEO) took over in Liverpool."
+    assert answer_type_unmet(q, [role], [1.0], False) == "name"
+    assert answer_type_unmet(q, ["The interim director, Jane Okafor, took over in Liverpool."], [1.0], False) == ""
+
+
 def test_a_figure_for_another_year_does_not_answer():
     q = "How many notifications did the police send to schools in 2019/20?"
     assert answer_type_unmet(q, ["In 2020/21 the police sent 4,260 notifications to schools."], [1.0], False)

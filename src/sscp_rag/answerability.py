@@ -98,7 +98,7 @@ _FRAME = set(
     criticised criticize criticized praise praised commend commended wasn didn doesn isn aren weren hasn
     haven couldn wouldn shouldn don go goes going went gone take takes taking took taken turn turned come came
     let according finally eventually ultimately especially particularly specifically exactly mainly
-    generally""".split()
+    generally incl including eg ie etc approx approximately vs versus""".split()
 )
 _MONTHS = "january february march april may june july august september october november december".split()
 _WEEKDAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
@@ -123,7 +123,10 @@ _ANSWER_TYPES: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple(
         ),
         (
             "money",
-            r"\bhow\s+much\s+(?:money|funding|did\b.*\b(?:cost|spend|pay|fine))|\b(?:cost|costs|spend|spent|budget|fine|funding)\b",
+            r"\bhow\s+much\s+(?:extra\s+|more\s+|additional\s+)?(?:money|funding|did\b.*\b(?:cost|spend|pay|fine))"
+            r"|\b(?:cost|costs|spend|spent|budget|fine|funding)\b"
+            # "How much is the clothing allowance?": an allowance, grant or fee is an amount of money.
+            r"|\bhow\s+much\s+(?:is|was|are|were)\b[^?]*\b(?:allowances?|grants?|fees?|salary|salaries|payments?)\b",
             r"£|\$|€|\b\d[\d,.]*\s*(?:k|m|bn|million|thousand|pounds)\b",
         ),
         (
@@ -159,6 +162,9 @@ _ANSWER_TYPES: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple(
             "number",
             r"\bhow\s+many\b|\bwhat\s+(?:number|amount|figure)\b"
             r"|\bwhat\s+(?:was|is|were|are)\s+(?:the|their|its)\s+(?:average|mean|median)\b"
+            # "What EPDS score did she have?", "what weight was he?": a score or a measure is a number.
+            r"|\bwhat\s+(?:\w+\s+)?(?:score|scores|weight|height|total)\b(?!\s+(?:of|for)\s+(?:concern|improvement))"
+            r"|\bhow\s+much\s+did\b[^?]*\bweigh\b"
             r"|\bhow\s+(?:big|large|high|small|low)\b",
             rf"\b{_NUM}\b",
         ),
@@ -648,7 +654,7 @@ def typed_clause(question: str) -> tuple[int, int]:
 _PHRASE_END = frozenset(
     """did do does were was are is have has had be been being can could will would should may might
     in on at for of to by with from when that who which whose where while after before during about
-    over under came went got""".split()
+    over under came went got per""".split()
 )
 _INITIALS_SKIP = frozenset("of and for the to in on at a an".split())
 # Words after a number within which the thing counted must come ("4,260 Operation Encompass
@@ -670,9 +676,15 @@ def _count_focus(question: str) -> list[str]:
     """The words of the noun phrase a "how many" question counts: the words after "how many" up to
     the verb or preposition that ends the phrase ("how many Operation Encompass notifications
     did ..." -> operation, encompass, notifications)."""
-    m = re.search(r"\bhow\s+many\s+|\bwhat\s+number\s+of\s+", question, re.IGNORECASE)
+    m = re.search(
+        r"\bhow\s+many\s+|\bwhat\s+number\s+of\s+|\b(?:average|mean|median)\s+(?:number\s+of\s+)?",
+        question,
+        re.IGNORECASE,
+    )
     if not m:
-        return []
+        # "What EPDS score": the score is what the figure must come with ("an EPDS score of 14").
+        score = re.search(r"\bwhat\s+((?:\w+\s+)?(?:score|scores))\b", question, re.IGNORECASE)
+        return score.group(1).lower().split() if score else []
     out: list[str] = []
     for w in re.finditer(r"[A-Za-z][\w'\-]*", question[m.end() :]):
         low = w.group(0).lower()
@@ -693,8 +705,10 @@ def _is_new_name(word: str, initials: str, given: set[str], common_lower: frozen
     word capitalised as a title or a role ("Mother", "Court", "Department"), which a proper name
     seldom is in lower case. ``initials``: the first letters of the question's words."""
     if word[:1] in "'\u2018\"\u201c":
-        # A quoted phrase names something new when it holds a word the question does not.
-        return any(w not in given for w in re.findall(r"\w+", word.lower()))
+        # A quoted phrase names something new when it holds a word the question does not, and is
+        # short: "the 'our child' approach" names one; "to get him away from it" is quoted speech.
+        words = re.findall(r"\w+", word.lower())
+        return len(words) <= 4 and any(w not in given for w in words)
     low = word.lower()
     if low in given or low in _MONTHS or low in _WEEKDAYS:
         return False
@@ -736,6 +750,8 @@ def answer_type_unmet(
             rf"\b{_NUM}(?:\s+|\s*-\s*)(?:more\s+|working\s+|calendar\s+)?{unit.group(1)[:-1]}s?\b", re.IGNORECASE
         )
     initials = _initials(question) if name == "name" else ""
+    person = name == "name" and bool(re.search(r"\bwho\b", question, re.IGNORECASE))
+    average = bool(re.search(r"\b(?:average|mean|median|score|scores)\b", question, re.IGNORECASE))
     for text, share in zip(sentences, shares):
         if share < 0.3 and not no_content:
             continue
@@ -745,10 +761,40 @@ def answer_type_unmet(
         for m in pat.finditer(text):
             if name == "name" and not _is_new_name(m.group(0), initials, given, common_lower):
                 continue
-            if focus and not _counts(text[m.end() :], focus, similar):
+            if name == "name" and person and m.group(0).isupper():
+                continue  # "Who is the interim DCS?" asks for a person: "CEO" is a role
+            if name == "number" and _not_a_count(text, m):
                 continue
+            if focus and not _counts(text[m.end() :], focus, similar):
+                # "Caseloads averaged 27 children per worker": an average may name what it
+                # averages before the figure.
+                if not (average and _counts(" ".join(text[: m.start()].split()[-3:]), focus, similar)):
+                    continue
             return ""
     return name
+
+
+# A number that is part of a date ("6 December 2016", "in 2019") or names a part of a document or
+# a school year ("Recommendation 7", "section 17", "Year 10") counts nothing.
+_DATE_AROUND = re.compile(r"^\s*(?:" + "|".join(_MONTHS) + r")\b", re.IGNORECASE)
+_MONTH_BEFORE = re.compile(r"\b(?:" + "|".join(_MONTHS) + r")\s*$", re.IGNORECASE)
+_LABEL_BEFORE = re.compile(
+    r"\b(?:recommendations?|findings?|sections?|paragraphs?|paras?|year|appendix|annex|table|pages?|"
+    r"figure|chapter|part|stage|key\s+stage|tier|level|step|phase|article|schedule|regulation|rule|standard|"
+    r"priority|area|question|episode|case|child|infant|young\s+person|yp|mr|ms|mrs|dr)\.?\s*$",
+    re.IGNORECASE,
+)
+
+
+def _not_a_count(text: str, m: re.Match[str]) -> bool:
+    """Whether the number ``m`` in ``text`` is a year, part of a date or a label, not a count."""
+    word = m.group(0)
+    if YEAR.fullmatch(word):
+        return True
+    before, after = text[: m.start()], text[m.end() :]
+    if word.lower() in _NUMBER_WORDS and re.search(r"\d\s*$", before):
+        return True  # "million" in "1.4 million": the figure before it was the number
+    return bool(_DATE_AROUND.match(after) or _MONTH_BEFORE.search(before) or _LABEL_BEFORE.search(before))
 
 
 def _counts(after: str, focus: Sequence[str], similar) -> bool:
