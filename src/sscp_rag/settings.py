@@ -187,7 +187,7 @@ class Settings:
         choices=("model", "similarity"),
     )
     answerable_threshold: float = _f(
-        0.25,
+        0.22,
         "Least probability (from the answerability model) that the reviews answer a question for an answer "
         "to be given; below it the answer declines and says why. Chosen as the model is: on the eval sets, the "
         "highest abstention recall within 3% false abstentions among the questions no rule declined; held-out "
