@@ -603,6 +603,12 @@ def _typed_matches(question: str, pattern: re.Pattern[str]) -> list[re.Match[str
 _FOLLOWS_ON = re.compile(r"(?:He|She|They|It|His|Her|Their|Its|This|These|Those)\b")
 
 
+def reads_with_context(question: str, sentence: str) -> bool:
+    """Whether the answer-type check reads ``sentence`` with the sentences before it: only for a
+    typed question, and only when the sentence opens with a pronoun."""
+    return bool(_FOLLOWS_ON.match(sentence)) and bool(answer_types(question))
+
+
 def _type_shares(
     encoder: Encoder,
     stats: CorpusStats,
