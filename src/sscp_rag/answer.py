@@ -43,7 +43,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from sscp_rag.answerability import Decision, corpus_stats, decide, evidence, reads_with_context
+from sscp_rag.answerability import Decision, answer_types, corpus_stats, decide, evidence, follows_on
 from sscp_rag.errors import QueryError
 from sscp_rag.index import Index
 from sscp_rag.records import Answer, Hit, Quote, ReportSection, Source
@@ -417,7 +417,8 @@ def _answer(
     position = {id(h): i for i, h in enumerate(hits)}
     sources = [position[id(c[0])] for c in cands]
     # Splitting sentences costs; only those the answer-type check reads with their context need it.
-    before = [_sentence_before(r, c[0], c[1]) if reads_with_context(standalone, c[3]) else "" for c in cands]
+    typed = bool(answer_types(standalone))
+    before = [_sentence_before(r, c[0], c[1]) if typed and follows_on(c[3]) else "" for c in cands]
     decision = assess(r, standalone, hits, qvec, [c[3] for c in cands], rel, filters, s, sources, before)
     if decision.declined:
         # A name no report mentions declines every part of the question; any other basis may

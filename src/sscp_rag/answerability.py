@@ -603,10 +603,10 @@ def _typed_matches(question: str, pattern: re.Pattern[str]) -> list[re.Match[str
 _FOLLOWS_ON = re.compile(r"(?:He|She|They|It|His|Her|Their|Its|This|These|Those)\b")
 
 
-def reads_with_context(question: str, sentence: str) -> bool:
-    """Whether the answer-type check reads ``sentence`` with the sentences before it: only for a
-    typed question, and only when the sentence opens with a pronoun."""
-    return bool(_FOLLOWS_ON.match(sentence)) and bool(answer_types(question))
+def follows_on(sentence: str) -> bool:
+    """Whether ``sentence`` opens with a pronoun, so that the answer-type check reads it with the
+    sentences before it (for a question that asks for a type of answer: :func:`answer_types`)."""
+    return bool(_FOLLOWS_ON.match(sentence))
 
 
 def _type_shares(
@@ -618,15 +618,15 @@ def _type_shares(
     before: Sequence[str],
 ) -> list[float]:
     """Per sentence, the share of the typed clause's words (see :func:`typed_clause`) that the
-    sentence holds together with the sentence before it: a figure answers what its sentence, or
-    the one it follows on from ("He was sentenced to ..."), is about."""
+    sentence holds, read with the sentences before it when it opens with a pronoun
+    (:func:`follows_on`): a figure answers what its sentence, or the ones it follows on from ("He
+    was sentenced to ..."), are about."""
     if not answer_types(question):
         return [0.0] * len(sentences)
     a, b = typed_clause(question)
     clause = [t for t in content if a <= t.start < b] or list(content)
     texts = [
-        f"{before[i]} {x}" if i < len(before) and before[i] and _FOLLOWS_ON.match(x) else x
-        for i, x in enumerate(sentences)
+        f"{before[i]} {x}" if i < len(before) and before[i] and follows_on(x) else x for i, x in enumerate(sentences)
     ]
     rows = _coverage(encoder, stats, clause, texts, [frozenset(stems(x)) for x in texts], [()] * len(texts))
     return [_share(clause, row) for row in rows]
@@ -679,9 +679,10 @@ def _years(text: str) -> set[str]:
 
 
 def _count_focus(question: str) -> list[str]:
-    """The words of the noun phrase a "how many" question counts: the words after "how many" up to
-    the verb or preposition that ends the phrase ("how many Operation Encompass notifications
-    did ..." -> operation, encompass, notifications)."""
+    """The words of the noun phrase a "how many" question counts: the words after "how many" (or
+    "what number of", "the average") up to the verb or preposition that ends the phrase ("how many
+    Operation Encompass notifications did ..." -> operation, encompass, notifications); for "what
+    EPDS score", the score's words."""
     m = re.search(
         r"\bhow\s+many\s+|\bwhat\s+number\s+of\s+|\b(?:average|mean|median)\s+(?:number\s+of\s+)?",
         question,
@@ -757,7 +758,8 @@ def answer_type_unmet(
         )
     initials = _initials(question) if name == "name" else ""
     person = name == "name" and bool(re.search(r"\bwho\b", question, re.IGNORECASE))
-    average = bool(re.search(r"\b(?:average|mean|median|score|scores)\b", question, re.IGNORECASE))
+    # An average or a score may name what it measures before the figure ("caseloads averaged 27").
+    named_before = bool(re.search(r"\b(?:average|mean|median|score|scores)\b", question, re.IGNORECASE))
     for text, share in zip(sentences, shares):
         if share < 0.3 and not no_content:
             continue
@@ -772,9 +774,7 @@ def answer_type_unmet(
             if name == "number" and _not_a_count(text, m):
                 continue
             if focus and not _counts(text[m.end() :], focus, similar):
-                # "Caseloads averaged 27 children per worker": an average may name what it
-                # averages before the figure.
-                if not (average and _counts(" ".join(text[: m.start()].split()[-3:]), focus, similar)):
+                if not (named_before and _counts(" ".join(text[: m.start()].split()[-3:]), focus, similar)):
                     continue
             return ""
     return name
@@ -782,7 +782,7 @@ def answer_type_unmet(
 
 # A number that is part of a date ("6 December 2016", "in 2019") or names a part of a document or
 # a school year ("Recommendation 7", "section 17", "Year 10") counts nothing.
-_DATE_AROUND = re.compile(r"^\s*(?:" + "|".join(_MONTHS) + r")\b", re.IGNORECASE)
+_MONTH_AFTER = re.compile(r"^\s*(?:" + "|".join(_MONTHS) + r")\b", re.IGNORECASE)
 _MONTH_BEFORE = re.compile(r"\b(?:" + "|".join(_MONTHS) + r")\s*$", re.IGNORECASE)
 _LABEL_BEFORE = re.compile(
     r"\b(?:recommendations?|findings?|sections?|paragraphs?|paras?|year|appendix|annex|table|pages?|"
@@ -800,7 +800,7 @@ def _not_a_count(text: str, m: re.Match[str]) -> bool:
     before, after = text[: m.start()], text[m.end() :]
     if word.lower() in _NUMBER_WORDS and re.search(r"\d\s*$", before):
         return True  # "million" in "1.4 million": the figure before it was the number
-    return bool(_DATE_AROUND.match(after) or _MONTH_BEFORE.search(before) or _LABEL_BEFORE.search(before))
+    return bool(_MONTH_AFTER.match(after) or _MONTH_BEFORE.search(before) or _LABEL_BEFORE.search(before))
 
 
 def _counts(after: str, focus: Sequence[str], similar) -> bool:
